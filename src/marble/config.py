@@ -1,0 +1,184 @@
+"""Frozen configs for every stage, presets, and their JSON round trip.
+
+Each stage's config is saved as JSON beside its weights, so a checkpoint always says how it
+was made. Presets are plain functions of nothing: `PRESETS[name]()` returns a `RunConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every stage's training loop."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # "no" | "bf16": measured per stage, see DESIGN.md
+    checkpoint_every: int = 500
+    log_every: int = 10
+    sample_every: int = 0  # 0: no sample grids during training
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 64
+    holdout_fraction: float = 0.05
+    langs: tuple[str, ...] = ("en", "zh", "zh-hant", "ja")
+    max_image_bytes: int = 20_000_000  # larger files are skipped as oversized
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Text encoder: Marble's own small CLIP, or a frozen packaged MiniLM."""
+
+    kind: str = "clip"  # "clip" | "minilm"
+    vocab_size: int = 4096
+    max_length: int = 32  # tokens per prompt, including start and end tokens
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    vision_width: int = 256
+    vision_layers: int = 4
+    vision_heads: int = 4
+    patch_size: int = 8
+    projection_dim: int = 128
+    train: TrainConfig = TrainConfig(steps=1500, batch_size=128, learning_rate=5e-4)
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """diffusers AutoencoderKL; downsampling factor is 2 ** (len(block_out_channels) - 1)."""
+
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+    kl_weight: float = 1e-6
+    gan_weight: float = 0.0  # 0 disables the patch-GAN loss
+    gan_start_step: int = 2000
+    train: TrainConfig = TrainConfig(steps=3000, batch_size=32, learning_rate=4e-4, mixed_precision="bf16")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """diffusers UNet2DConditionModel noise predictor and its DDPM training objective."""
+
+    block_out_channels: tuple[int, ...] = (64, 128, 256)
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    cross_attention_blocks: tuple[bool, ...] = (True, True, False)
+    prediction_type: str = "epsilon"  # "epsilon" | "v_prediction"
+    min_snr_gamma: float = 5.0  # 0 disables min-SNR loss weighting
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    train: TrainConfig = TrainConfig(steps=6000, batch_size=64, learning_rate=3e-4)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "emoji"
+    data: DataConfig = DataConfig()
+    text: TextConfig = TextConfig()
+    autoencoder: AutoencoderConfig = AutoencoderConfig()
+    unet: UNetConfig = UNetConfig()
+
+
+def emoji_preset() -> RunConfig:
+    return RunConfig()
+
+
+def tiny_preset() -> RunConfig:
+    """A few thousand parameters per model: for tests and smoke runs, not for quality."""
+    quick = TrainConfig(steps=4, batch_size=8, warmup_steps=1, checkpoint_every=2, log_every=1)
+    return RunConfig(
+        name="tiny",
+        data=DataConfig(image_size=16, holdout_fraction=0.25, langs=("en",)),
+        text=TextConfig(
+            vocab_size=300, max_length=12, width=16, layers=1, heads=2,
+            vision_width=16, vision_layers=1, vision_heads=2, patch_size=8, projection_dim=8, train=quick,
+        ),
+        autoencoder=AutoencoderConfig(
+            block_out_channels=(8, 8), latent_channels=2, norm_num_groups=4, train=quick,
+        ),
+        unet=UNetConfig(
+            block_out_channels=(16, 16), attention_head_dim=4, cross_attention_blocks=(True, False),
+            ema_decay=0.9, train=quick,
+        ),
+    )
+
+
+PRESETS = {"emoji": emoji_preset, "tiny": tiny_preset}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()
+
+
+# --- JSON round trip -------------------------------------------------------------------------
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a (nested) config dataclass; unknown keys are an error, missing keys take defaults."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value)
+    return cls(**kwargs)
+
+
+def _coerce(hint, value):
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return from_dict(hint, value)
+    origin = typing.get_origin(hint)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            if arm is not type(None):
+                return _coerce(arm, value)
+    return value
+
+
+def save_json(config, path: Path) -> None:
+    Path(path).write_text(json.dumps(to_dict(config), indent=2, ensure_ascii=False) + "\n")
+
+
+def load_json(cls, path: Path):
+    return from_dict(cls, json.loads(Path(path).read_text()))
+
+
+def replace_train(config, **changes):
+    """Copy of a stage config with some TrainConfig fields changed (CLI overrides)."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+
+
+__all__ = [
+    "TrainConfig", "DataConfig", "TextConfig", "AutoencoderConfig", "UNetConfig", "RunConfig",
+    "PRESETS", "preset", "to_dict", "from_dict", "save_json", "load_json", "replace_train",
+]
