@@ -1,0 +1,29 @@
+"""Exponential moving average of a module's parameters (the weights a diffusion model samples with)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class EMA:
+    """shadow ← d·shadow + (1−d)·θ with warm-up d_t = min(decay, (1+t)/(10+t)), as in many DDPM codebases."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
+
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = self.decay_at(step)
+        for key, value in module.state_dict().items():
+            shadow = self.shadow[key]
+            if value.dtype.is_floating_point:
+                shadow.mul_(d).add_(value.detach().float(), alpha=1 - d)
+            else:
+                shadow.copy_(value)
+
+    def copy_to(self, module: torch.nn.Module) -> None:
+        module.load_state_dict({k: v.to(module.state_dict()[k].dtype) for k, v in self.shadow.items()})

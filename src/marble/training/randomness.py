@@ -1,0 +1,82 @@
+"""Counter-based randomness: every random draw is a function of (seed, sample position, call).
+
+The training data stream is an endless concatenation of permutations; a sample's *position* in
+that stream names it uniquely. Drawing its noise, timestep and caption from a generator seeded
+by (seed, position) makes a step's randomness independent of history, of how the global batch
+is split across processes, and of when the run was interrupted: resuming needs only the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, well mixed (nearby inputs give unrelated seeds)."""
+    digest = hashlib.blake2b(",".join(str(p) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def epoch_permutation(seed: int, epoch: int, size: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(mix_seed(seed, epoch, 0x5EED))
+    return torch.randperm(size, generator=generator)
+
+
+def stream_indices(seed: int, positions: range, size: int) -> list[int]:
+    """Dataset indices at the given positions of the endless shuffled stream."""
+    indices, cached_epoch, permutation = [], None, None
+    for position in positions:
+        epoch = position // size
+        if epoch != cached_epoch:
+            cached_epoch, permutation = epoch, epoch_permutation(seed, epoch, size)
+        indices.append(int(permutation[position % size]))
+    return indices
+
+
+@dataclass
+class SampleRandom:
+    """Per-sample random draws for one batch; call k of a method uses stream k."""
+
+    seed: int
+    positions: list[int]
+    calls: int = 0
+
+    def _generators(self) -> list[torch.Generator]:
+        self.calls += 1
+        return [torch.Generator().manual_seed(mix_seed(self.seed, p, self.calls)) for p in self.positions]
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """(B, *shape) standard normal."""
+        return torch.stack([torch.randn(shape, generator=g) for g in self._generators()])
+
+    def rand(self) -> torch.Tensor:
+        """(B,) uniform in [0, 1)."""
+        return torch.cat([torch.rand(1, generator=g) for g in self._generators()])
+
+    def randint(self, high: int) -> torch.Tensor:
+        """(B,) integers in [0, high)."""
+        return torch.cat([torch.randint(high, (1,), generator=g) for g in self._generators()])
+
+    def choice(self, counts: list[int]) -> list[int]:
+        """For each sample, an index below its own count."""
+        return [int(torch.randint(n, (1,), generator=g)) for n, g in zip(counts, self._generators())]
+
+
+@dataclass
+class Batch:
+    """What one process trains on at one step."""
+
+    step: int
+    indices: list[int]  # dataset indices of this process's share of the global batch
+    random: SampleRandom
+
+
+def make_batch(seed: int, step: int, dataset_size: int, global_batch: int, rank: int = 0, world: int = 1) -> Batch:
+    """This rank's contiguous share of the global batch at `step`."""
+    share = global_batch // world
+    start = step * global_batch + rank * share
+    positions = range(start, start + share)
+    return Batch(step, stream_indices(seed, positions, dataset_size), SampleRandom(seed, list(positions)))
