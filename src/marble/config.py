@@ -77,7 +77,8 @@ class UNetConfig:
 
     block_out_channels: tuple[int, ...] = (64, 128, 256)
     layers_per_block: int = 1
-    attention_head_dim: int = 8
+    attention_head_dim: int = 8  # diffusers' legacy name: the number of attention heads
+    norm_num_groups: int = 32
     cross_attention_blocks: tuple[bool, ...] = (True, True, False)
     prediction_type: str = "epsilon"  # "epsilon" | "v_prediction"
     min_snr_gamma: float = 5.0  # 0 disables min-SNR loss weighting
@@ -117,7 +118,7 @@ def tiny_preset() -> RunConfig:
             block_out_channels=(8, 8), latent_channels=2, norm_num_groups=4, train=quick,
         ),
         unet=UNetConfig(
-            block_out_channels=(16, 16), attention_head_dim=4, cross_attention_blocks=(True, False),
+            block_out_channels=(16, 16), attention_head_dim=4, norm_num_groups=4, cross_attention_blocks=(True, False),
             ema_decay=0.9, train=quick,
         ),
     )

@@ -1,0 +1,66 @@
+"""Autoencoder losses: L1 reconstruction + KL (Rombach et al. 2022, §3) and a hinge patch-GAN."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from torch import Tensor, nn
+
+
+def reconstruction_loss(
+    autoencoder: AutoencoderKL, images: Tensor, noise: Tensor, kl_weight: float
+) -> tuple[Tensor, dict[str, float], Tensor]:
+    """L1(x, D(z)) + kl_weight·KL(q(z|x) ‖ N(0, I)), z = μ + σ·noise; images float (N, 3, H, W) in [−1, 1]."""
+    posterior = autoencoder.encode(images).latent_dist
+    # The caller draws the noise (N, C, h, w): training draws it per sample, so runs resume exactly.
+    latents = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
+    reconstruction = autoencoder.decode(latents).sample  # (N, 3, H, W)
+    l1 = (reconstruction.float() - images.float()).abs().mean()
+    # LDM sums both terms per sample; L1 here is a mean per pixel value, so the KL (summed over
+    # latent elements, averaged over the batch) is divided by pixel values per sample too. The
+    # ratio of the two terms, and hence kl_weight (1e-6 in LDM), keeps LDM's meaning.
+    kl = posterior.kl().float().mean() / images[0].numel()
+    loss = l1 + kl_weight * kl
+    logs = {"loss": loss.item(), "l1": l1.item(), "kl": kl.item()}
+    return loss, logs, reconstruction
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (Isola et al. 2017, §3.2.2): one real/fake logit per overlapping image patch."""
+
+    def __init__(self, in_channels: int = 3, base_channels: int = 64, num_downsamples: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        channels = base_channels
+        for _ in range(num_downsamples - 1):
+            layers += _conv_norm_act(channels, channels * 2, stride=2)
+            channels *= 2
+        layers += _conv_norm_act(channels, channels * 2, stride=1)
+        layers.append(nn.Conv2d(channels * 2, 1, 4, stride=1, padding=1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(N, C, H, W) → patch logits (N, 1, H/2^d − 2, W/2^d − 2) for d = num_downsamples."""
+        return self.layers(images)
+
+
+def _conv_norm_act(in_channels: int, out_channels: int, stride: int) -> list[nn.Module]:
+    # GroupNorm instead of pix2pix's BatchNorm: batch statistics mix real and fake batches.
+    return [
+        nn.Conv2d(in_channels, out_channels, 4, stride=stride, padding=1),
+        nn.GroupNorm(math.gcd(32, out_channels), out_channels),
+        nn.LeakyReLU(0.2),
+    ]
+
+
+def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """½(E[relu(1 − D(x))] + E[relu(1 + D(x̂))]) (Lim & Ye 2017; the LDM/taming form with ½)."""
+    return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
+
+
+def generator_adversarial_loss(fake_logits: Tensor) -> Tensor:
+    """−E[D(x̂)]: the hinge-GAN generator loss (Lim & Ye 2017)."""
+    return -fake_logits.mean()

@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from marble.autoencoder.loss import (
+    PatchDiscriminator,
+    generator_adversarial_loss,
+    hinge_discriminator_loss,
+    reconstruction_loss,
+)
+from marble.autoencoder.model import build_autoencoder
+from marble.config import preset
+
+
+def tiny_images(count=4, size=16):
+    """Smooth colour gradients in [−1, 1], (count, 3, size, size)."""
+    ramp = torch.linspace(-1, 1, size)
+    images = torch.stack([ramp.view(1, -1).expand(size, size), ramp.view(-1, 1).expand(size, size),
+                          torch.zeros(size, size)])
+    return torch.stack([images.roll(k, dims=0) * (0.5 + 0.1 * k) for k in range(count)])
+
+
+def evaluate(autoencoder, images, kl_weight):
+    noise = torch.randn(len(images), 2, 8, 8, generator=torch.Generator().manual_seed(0))  # tiny latents: 2×8×8
+    loss, logs, reconstruction = reconstruction_loss(autoencoder, images, noise, kl_weight)
+    return loss, logs, reconstruction
+
+
+def test_latents_are_mean_plus_std_times_the_given_noise():
+    torch.manual_seed(0)
+    autoencoder = build_autoencoder(preset("tiny").autoencoder, image_size=16)
+    images = tiny_images()
+    posterior = autoencoder.encode(images).latent_dist
+    noise = torch.randn(4, 2, 8, 8)
+    _, _, reconstruction = reconstruction_loss(autoencoder, images, noise, 0.0)
+    expected = autoencoder.decode(posterior.mean + posterior.std * noise).sample
+    assert torch.allclose(reconstruction, expected, atol=1e-6)
+
+
+def test_loss_is_l1_plus_per_element_kl():
+    torch.manual_seed(0)
+    autoencoder = build_autoencoder(preset("tiny").autoencoder, image_size=16)
+    images = tiny_images()
+    loss, logs, reconstruction = evaluate(autoencoder, images, kl_weight=0.5)
+    assert reconstruction.shape == images.shape and torch.isfinite(loss)
+    assert logs["l1"] == pytest.approx((reconstruction - images).abs().mean().item(), rel=1e-5)
+    posterior = autoencoder.encode(images).latent_dist
+    assert logs["kl"] == pytest.approx(posterior.kl().mean().item() / (3 * 16 * 16), rel=1e-4)
+    assert logs["loss"] == pytest.approx(logs["l1"] + 0.5 * logs["kl"], rel=1e-5)
+
+
+def test_loss_decreases_with_a_few_adamw_steps():
+    torch.manual_seed(0)
+    autoencoder = build_autoencoder(preset("tiny").autoencoder, image_size=16)
+    images = tiny_images()
+    optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=3e-3)
+    before = evaluate(autoencoder, images, 1e-6)[0].item()
+    for _ in range(8):
+        loss = evaluate(autoencoder, images, 1e-6)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = evaluate(autoencoder, images, 1e-6)[0].item()
+    assert after < 0.8 * before
+
+
+def test_patch_discriminator_output_shape():
+    discriminator = PatchDiscriminator(base_channels=8)
+    assert discriminator(torch.zeros(2, 3, 16, 16)).shape == (2, 1, 2, 2)
+    assert PatchDiscriminator(base_channels=8, num_downsamples=3)(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 2, 2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in discriminator.modules())
+
+
+def test_hinge_losses_golden_values():
+    real = torch.tensor([2.0, 0.5, -1.0])  # relu(1 − D): 0, 0.5, 2 → mean 5/6
+    fake = torch.tensor([-2.0, 0.0, 1.0])  # relu(1 + D): 0, 1, 2 → mean 1
+    assert hinge_discriminator_loss(real, fake).item() == pytest.approx(0.5 * (5 / 6 + 1))
+    assert hinge_discriminator_loss(torch.ones(4) * 3, -torch.ones(4) * 3).item() == 0.0
+    assert generator_adversarial_loss(fake).item() == pytest.approx(1 / 3)
