@@ -1,0 +1,83 @@
+"""A small CLIP (Radford et al. 2021) built from scratch with transformers, and its contrastive loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, PreTrainedTokenizerFast
+
+from marble.config import TextConfig
+from marble.errors import MarbleError
+
+
+def build_clip(cfg: TextConfig, image_size: int, tokenizer: PreTrainedTokenizerFast) -> CLIPModel:
+    """A randomly initialised CLIPModel whose text tower matches `tokenizer` (vocab, length, special ids)."""
+    _check_shapes(cfg, image_size, tokenizer)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.width,
+        intermediate_size=4 * cfg.width,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        max_position_embeddings=cfg.max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        attention_dropout=0.0,
+        projection_dim=cfg.projection_dim,
+    )
+    vision_config = CLIPVisionConfig(
+        image_size=image_size,
+        patch_size=cfg.patch_size,
+        hidden_size=cfg.vision_width,
+        intermediate_size=4 * cfg.vision_width,
+        num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=cfg.vision_heads,
+        num_channels=3,
+        attention_dropout=0.0,
+        projection_dim=cfg.projection_dim,
+    )
+    config = CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=cfg.projection_dim)
+    return CLIPModel(config)
+
+
+def _check_shapes(cfg: TextConfig, image_size: int, tokenizer: PreTrainedTokenizerFast) -> None:
+    if cfg.width % cfg.heads or cfg.vision_width % cfg.vision_heads:
+        raise MarbleError(
+            f"text width {cfg.width} / vision width {cfg.vision_width} must divide by "
+            f"their head counts {cfg.heads} / {cfg.vision_heads}"
+        )
+    if image_size % cfg.patch_size:
+        raise MarbleError(f"image size {image_size} must be a multiple of the CLIP patch size {cfg.patch_size}")
+    if tokenizer.model_max_length != cfg.max_length:
+        raise MarbleError(
+            f"tokenizer pads to {tokenizer.model_max_length} tokens but the text config says {cfg.max_length}: "
+            "retrain the tokenizer with the config's max_length"
+        )
+
+
+def images_to_clip_pixels(images_uint8: Tensor) -> Tensor:
+    """(N, 3, S, S) uint8 in [0, 255] -> float32 in [-1, 1]; trained from scratch, so no ImageNet statistics."""
+    if images_uint8.dtype != torch.uint8:
+        raise MarbleError(f"expected uint8 images, got {images_uint8.dtype}")
+    return images_uint8.float() / 127.5 - 1.0
+
+
+def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """Symmetric InfoNCE over the batch's image-text cosine logits (CLIP, Radford et al. 2021, Fig. 3).
+
+    No attention mask: the text tower is causal and pools at the first eos, so padding after it
+    cannot change the result (the same call StableDiffusionPipeline makes).
+    """
+    outputs = model(input_ids=input_ids, pixel_values=pixel_values)
+    logits_per_image = outputs.logits_per_image  # (N images, N texts), already scaled by exp(logit_scale)
+    targets = torch.arange(len(logits_per_image), device=logits_per_image.device)
+    image_to_text = F.cross_entropy(logits_per_image, targets)
+    text_to_image = F.cross_entropy(logits_per_image.t(), targets)
+    loss = (image_to_text + text_to_image) / 2
+    accuracy = (logits_per_image.argmax(dim=1) == targets).float().mean()
+    return loss, {"loss": loss.item(), "accuracy": accuracy.item()}
+
+
+__all__ = ["build_clip", "images_to_clip_pixels", "contrastive_loss"]
