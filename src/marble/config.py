@@ -46,40 +46,45 @@ class TextConfig:
     kind: str = "clip"  # "clip" | "minilm"
     vocab_size: int = 4096
     max_length: int = 32  # tokens per prompt, including start and end tokens
-    width: int = 256
-    layers: int = 4
+    width: int = 192
+    layers: int = 3
     heads: int = 4
-    vision_width: int = 256
-    vision_layers: int = 4
+    vision_width: int = 192
+    vision_layers: int = 3
     vision_heads: int = 4
     patch_size: int = 8
     projection_dim: int = 128
-    train: TrainConfig = TrainConfig(steps=1500, batch_size=128, learning_rate=5e-4)
+    # bf16 measured 1.3x faster than fp32 for this CLIP at batch 128 on the AMX CPU.
+    train: TrainConfig = TrainConfig(steps=800, batch_size=128, learning_rate=5e-4, warmup_steps=80,
+                                     mixed_precision="bf16", checkpoint_every=200)
 
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
     """diffusers AutoencoderKL; downsampling factor is 2 ** (len(block_out_channels) - 1)."""
 
-    block_out_channels: tuple[int, ...] = (64, 128, 128)
-    layers_per_block: int = 1
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    layers_per_block: int = 2
     latent_channels: int = 4
     norm_num_groups: int = 32
     kl_weight: float = 1e-6
     gan_weight: float = 0.0  # 0 disables the patch-GAN loss
     gan_start_step: int = 2000
-    train: TrainConfig = TrainConfig(steps=3000, batch_size=32, learning_rate=4e-4, mixed_precision="bf16")
+    # bf16: 1.9x faster than fp32 for these 64x64 convolutions (measured, batch 32).
+    train: TrainConfig = TrainConfig(steps=1400, batch_size=16, learning_rate=5e-4, warmup_steps=50,
+                                     mixed_precision="bf16", checkpoint_every=200)
 
 
 @dataclass(frozen=True)
 class UNetConfig:
     """diffusers UNet2DConditionModel noise predictor and its DDPM training objective."""
 
-    block_out_channels: tuple[int, ...] = (64, 128, 256)
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
     layers_per_block: int = 1
     attention_head_dim: int = 8  # diffusers' legacy name: the number of attention heads
     norm_num_groups: int = 32
-    cross_attention_blocks: tuple[bool, ...] = (True, True, False)
+    # Attention at 8x8 and 4x4 only: at 16x16 it doubled the step time for little gain here.
+    cross_attention_blocks: tuple[bool, ...] = (False, True, True)
     prediction_type: str = "epsilon"  # "epsilon" | "v_prediction"
     min_snr_gamma: float = 5.0  # 0 disables min-SNR loss weighting
     caption_dropout: float = 0.1
@@ -88,7 +93,9 @@ class UNetConfig:
     beta_schedule: str = "scaled_linear"
     beta_start: float = 0.00085
     beta_end: float = 0.012
-    train: TrainConfig = TrainConfig(steps=6000, batch_size=64, learning_rate=3e-4)
+    # bf16: 1.7x faster than fp32 for this U-Net at batch 64 on this CPU (measured).
+    train: TrainConfig = TrainConfig(steps=1600, batch_size=64, learning_rate=5e-4, warmup_steps=100,
+                                     mixed_precision="bf16", checkpoint_every=200, sample_every=400)
 
 
 @dataclass(frozen=True)

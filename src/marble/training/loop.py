@@ -54,7 +54,7 @@ class Stage:
     objectives: list[Objective]
     dataset_size: int
     ema_decay: float = 0.0  # > 0: keep an EMA of objectives[0].module
-    on_sample: Callable[[int, Path], None] | None = None  # writes a sample grid at a step
+    on_sample: Callable[[int, Path, torch.nn.Module], None] | None = None  # (step, dir, live module): a grid
     summary: dict = field(default_factory=dict)
 
 
@@ -178,7 +178,7 @@ class _StageRun:
                         tracker.log(logs, step=done)
                         bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in logs.items() if "loss" in k})
                     if main and self.stage.on_sample and config.sample_every and done % config.sample_every == 0:
-                        self.stage.on_sample(done, self.stage_dir / "samples")
+                        self.stage.on_sample(done, self.stage_dir / "samples", self.stage.objectives[0].module)
                     if stop.requested:
                         # Nothing lost on Ctrl-C or SIGTERM: keep the completed step, then stop.
                         self.checkpoint(done)

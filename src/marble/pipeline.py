@@ -1,0 +1,151 @@
+"""prompt → context → latent → image: Marble's one inference entry point.
+
+The sampling loop, guidance and decoding mirror diffusers' StableDiffusionPipeline exactly, so a
+run exported to a diffusers folder gives the same pixels there (see export/diffusers_folder.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+from marble.autoencoder.model import model_to_images
+from marble.diffusion.samplers import SAMPLERS, make_scheduler
+from marble.diffusion.sampling import StepInfo, classifier_free_guidance, predict_x0, sample
+from marble.errors import MarbleError
+from marble.layout import RunLayout
+from marble.text.encoders import TextEncoder, load_text_encoder
+
+MAX_SEED = 2**63 - 1
+MAX_IMAGES = 64
+MAX_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 30
+    guidance: float = 5.0
+    sampler: str = "dpm++"
+    seed: int = 0
+    num_images: int = 1
+    preview_every: int = 0  # 0: no previews; k: decode the predicted clean image every k steps
+
+    def validate(self) -> None:
+        """Raise MarbleError naming the first bad field."""
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise MarbleError("prompt: must be a non-empty text")
+        if not isinstance(self.negative_prompt, str):
+            raise MarbleError("negative_prompt: must be text")
+        _check_int("steps", self.steps, 1, MAX_STEPS)
+        _check_int("num_images", self.num_images, 1, MAX_IMAGES)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("preview_every", self.preview_every, 0, MAX_STEPS)
+        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)) or not math.isfinite(self.guidance):
+            raise MarbleError(f"guidance: must be a finite number, got {self.guidance!r}")
+        if not 0 <= self.guidance <= 50:
+            raise MarbleError(f"guidance: must be between 0 and 50, got {self.guidance}")
+        if self.sampler not in SAMPLERS:
+            raise MarbleError(f"sampler: unknown {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MarbleError(f"{name}: must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise MarbleError(f"{name}: must be between {low} and {high}, got {value}")
+
+
+@dataclass
+class Preview:
+    step: int  # 1-based index of the sampling step just taken
+    total: int
+    images: torch.Tensor  # (n, 3, H, W) uint8, the decoded predicted clean image
+
+
+@dataclass
+class GenerationResult:
+    images: torch.Tensor  # (n, 3, H, W) uint8
+    request: GenerationRequest
+    seconds: float
+
+
+class MarblePipeline:
+    def __init__(self, text_encoder: TextEncoder, unet: UNet2DConditionModel, vae: AutoencoderKL, scheduler_config: dict):
+        self.text_encoder = text_encoder
+        self.unet = unet.eval()
+        self.vae = vae.eval()
+        self.scheduler_config = dict(scheduler_config)
+        self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "MarblePipeline":
+        layout = RunLayout(Path(run_dir))
+        missing = [p for p in (layout.text_encoder, layout.unet, layout.autoencoder, layout.scheduler) if not p.is_dir()]
+        if missing:
+            raise MarbleError(f"no trained model at {run_dir}: missing {', '.join(str(p) for p in missing)}; "
+                              "train one with `marble train all` or pass --model")
+        return cls(
+            load_text_encoder(layout.text_encoder),
+            UNet2DConditionModel.from_pretrained(layout.unet),
+            AutoencoderKL.from_pretrained(layout.autoencoder),
+            dict(DDPMScheduler.load_config(layout.scheduler)),
+        )
+
+    @property
+    def image_size(self) -> int:
+        return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (n, C, h, w) → uint8 images (n, 3, H, W)."""
+        return model_to_images(self.vae.decode(latents / self.vae.config.scaling_factor).sample)
+
+    def contexts(self, request: GenerationRequest) -> torch.Tensor:
+        """(2n, L, D) when guiding: n negative contexts then n prompt contexts (diffusers' order)."""
+        n = request.num_images
+        if request.guidance <= 1:  # diffusers guides only when scale > 1
+            return self.text_encoder.encode([request.prompt]).context.repeat(n, 1, 1)
+        encoded = self.text_encoder.encode([request.negative_prompt, request.prompt]).context
+        return torch.cat([encoded[:1].repeat(n, 1, 1), encoded[1:].repeat(n, 1, 1)])
+
+    @torch.no_grad()
+    def generate(self, request: GenerationRequest, on_preview: Callable[[Preview], None] | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> GenerationResult:
+        """Sample `request`; `on_preview` gets decoded x0 estimates, `on_progress(done, total)` every model call."""
+        request.validate()
+        started = time.perf_counter()
+        scheduler = make_scheduler(request.sampler, self.scheduler_config)
+        context = self.contexts(request)
+        guided = request.guidance > 1
+
+        def denoise(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            model_input = torch.cat([x_in, x_in]) if guided else x_in
+            output = self.unet(model_input, t, encoder_hidden_states=context).sample
+            return classifier_free_guidance(*output.chunk(2), request.guidance) if guided else output
+
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        shape = (request.num_images, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        noise = torch.randn(shape, generator=generator)
+        on_step = self._step_callback(request, scheduler, on_preview, on_progress)
+        latents = sample(denoise, scheduler, noise, request.steps, generator, on_step)
+        return GenerationResult(self.decode(latents), request, time.perf_counter() - started)
+
+    def _step_callback(self, request: GenerationRequest, scheduler, on_preview, on_progress):
+        def on_step(info: StepInfo) -> None:
+            done = info.index + 1
+            if on_progress is not None:
+                on_progress(done, info.total)
+            wants_preview = request.preview_every and (done % request.preview_every == 0 or done == info.total)
+            if on_preview is not None and wants_preview:
+                x0 = predict_x0(info.x_in, info.model_output, info.t, scheduler.alphas_cumprod, self.prediction_type)
+                on_preview(Preview(done, info.total, self.decode(x0)))
+
+        return on_step

@@ -1,0 +1,88 @@
+"""Stage 2: the autoencoder, trained on images alone (no captions); its decoder makes the pixels."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from diffusers import AutoencoderKL
+
+from marble.autoencoder.latent_scale import measure_latent_scale
+from marble.autoencoder.loss import (
+    PatchDiscriminator,
+    generator_adversarial_loss,
+    hinge_discriminator_loss,
+    reconstruction_loss,
+)
+from marble.autoencoder.model import build_autoencoder, images_to_model, latent_shape, model_to_images
+from marble.autoencoder.preview import fit_latent_rgb
+from marble.config import RunConfig
+from marble.evaluation.image_metrics import psnr
+from marble.layout import RunLayout
+from marble.training.artifacts import save_pretrained_atomically
+from marble.training.data import TrainingData
+from marble.training.loop import Objective, Stage, train_stage
+
+EVAL_BATCH = 64
+PREVIEW_FIT_IMAGES = 512
+
+
+def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: torch.Tensor) -> Stage:
+    settings = config.autoencoder
+    shape = latent_shape(settings, config.data.image_size)
+    discriminator = PatchDiscriminator() if settings.gan_weight > 0 else None
+    judged: dict[str, torch.Tensor] = {}  # this step's real and reconstructed images, for the discriminator
+
+    def autoencoder_loss(model, batch):
+        real = images_to_model(images[batch.indices])
+        loss, logs, reconstruction = reconstruction_loss(model, real, batch.random.randn(*shape), settings.kl_weight)
+        if discriminator is not None and batch.step >= settings.gan_start_step:
+            adversarial = generator_adversarial_loss(discriminator(reconstruction))
+            loss = loss + settings.gan_weight * adversarial
+            logs.update(loss=loss.item(), adversarial=adversarial.item())
+        judged.update(real=real, fake=reconstruction.detach())
+        return loss, logs
+
+    def discriminator_loss(model, batch):
+        loss = hinge_discriminator_loss(model(judged["real"]), model(judged["fake"]))
+        return loss, {"loss": loss.item()}
+
+    objectives = [Objective("autoencoder", autoencoder, autoencoder_loss)]
+    if discriminator is not None:
+        objectives.append(Objective("discriminator", discriminator, discriminator_loss, starts_at=settings.gan_start_step))
+    return Stage("autoencoder", objectives, dataset_size=len(images))
+
+
+@torch.no_grad()
+def reconstruct(autoencoder: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → uint8 reconstructions through the posterior mean."""
+    autoencoder.eval()
+    out = []
+    for start in range(0, len(images), EVAL_BATCH):
+        latents = autoencoder.encode(images_to_model(images[start:start + EVAL_BATCH])).latent_dist.mean
+        out.append(model_to_images(autoencoder.decode(latents).sample))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def fit_preview_map(autoencoder: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """Latent → RGB map on *scaled* latents, the space the sampler works in."""
+    sample = images[:PREVIEW_FIT_IMAGES]
+    latents = autoencoder.encode(images_to_model(sample)).latent_dist.mean * autoencoder.config.scaling_factor
+    return fit_latent_rgb(latents, sample)
+
+
+def train_autoencoder_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True) -> dict:
+    torch.manual_seed(config.autoencoder.train.seed)
+    autoencoder = build_autoencoder(config.autoencoder, config.data.image_size)
+    stage = autoencoder_stage(autoencoder, config, data.train.images)
+    summary = train_stage(stage, config.autoencoder.train, layout.stage("autoencoder"), progress)
+    autoencoder.eval()
+    scale = measure_latent_scale(autoencoder, data.train.images)
+    autoencoder.register_to_config(scaling_factor=scale)
+    save_pretrained_atomically(autoencoder, layout.autoencoder)
+    layout.preview_map.write_text(json.dumps(fit_preview_map(autoencoder, data.train.images).tolist()))
+    holdout_psnr = psnr(data.holdout.images, reconstruct(autoencoder, data.holdout.images)).mean().item()
+    summary.update(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2), holdout_images=len(data.holdout),
+                   parameters=sum(p.numel() for p in autoencoder.parameters()))
+    return summary

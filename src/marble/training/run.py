@@ -1,0 +1,71 @@
+"""Running stages against a run folder: the config it was started with, then text → autoencoder → unet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from marble.config import RunConfig, load_json, save_json
+from marble.errors import MarbleError
+from marble.layout import RunLayout
+from marble.training.artifacts import write_json
+from marble.training.autoencoder_stage import train_autoencoder_stage
+from marble.training.data import TrainingData, load_training_data
+from marble.training.sample_grid import training_sampler
+from marble.training.text_stage import train_text_stage
+from marble.training.unet_stage import train_unet_stage
+
+STAGES = ("text", "autoencoder", "unet")
+
+
+def open_run(run_dir: Path, config: RunConfig) -> RunLayout:
+    """Create the run folder, or check that an existing one was started with the same config."""
+    layout = RunLayout(Path(run_dir))
+    if layout.run_config.exists():
+        saved = load_json(RunConfig, layout.run_config)
+        if saved != config:
+            raise MarbleError(f"{run_dir} was started with a different configuration ({layout.run_config}); "
+                              "use a new --run folder or the same options")
+    else:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        save_json(config, layout.run_config)
+    return layout
+
+
+def _run_stage(name: str, config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool) -> dict:
+    trainers: dict[str, Callable[..., dict]] = {
+        "text": train_text_stage,
+        "autoencoder": train_autoencoder_stage,
+        "unet": lambda *args: train_unet_stage(*args, on_sample=training_sampler(layout, config)),
+    }
+    return trainers[name](config, data, layout, progress)
+
+
+def check_prerequisites(name: str, layout: RunLayout) -> None:
+    needed = {"unet": [("text", layout.text_encoder), ("autoencoder", layout.autoencoder)]}.get(name, [])
+    for stage, path in needed:
+        if not path.is_dir():
+            raise MarbleError(f"the {name} stage needs a trained {stage} stage first ({path} is missing): "
+                              f"run `marble train {stage}` with the same --run")
+
+
+def train_stages(names: list[str], config: RunConfig, data_dir: Path, run_dir: Path, progress: bool = True,
+                 report: Callable[[str], None] = print) -> dict[str, dict]:
+    """Train the named stages in order; each writes its summary.json and reports what it wrote."""
+    layout = open_run(run_dir, config)
+    for name in names:
+        if name not in STAGES:
+            raise MarbleError(f"unknown stage {name!r}; choose from {', '.join(STAGES)} or all")
+    data = load_training_data(data_dir, config.data, progress)
+    report(f"data: {data.describe()}")
+    write_json(layout.root / "data.json", {"data_dir": str(Path(data_dir).resolve()), "train": len(data.train),
+                                           "holdout": len(data.holdout), "skipped": dict(data.skipped.counts)})
+    summaries = {}
+    for name in names:
+        check_prerequisites(name, layout)
+        summary = _run_stage(name, config, data, layout, progress)
+        write_json(layout.summary(name), summary)
+        summaries[name] = summary
+        report(f"{name}: {json.dumps(summary, ensure_ascii=False)}\n  wrote {layout.stage(name)}")
+    return summaries

@@ -1,0 +1,59 @@
+"""Stage 1: the text encoder: a BPE tokenizer and a small CLIP trained contrastively on the pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from marble.config import RunConfig
+from marble.layout import RunLayout
+from marble.text.clip import build_clip, contrastive_loss, images_to_clip_pixels
+from marble.text.encoders import ClipTextEncoder
+from marble.text.minilm import MiniLMTextEncoder
+from marble.text.tokenizer import train_tokenizer
+from marble.training.artifacts import save_atomically, save_pretrained_atomically
+from marble.training.captions import CaptionTable
+from marble.training.data import TrainingData
+from marble.training.loop import Objective, Stage, train_stage
+
+
+def tokenizer_for_run(config: RunConfig, captions: CaptionTable, stage_dir: Path) -> PreTrainedTokenizerFast:
+    """Train the BPE once; a resumed run reuses the saved one so token ids never change."""
+    saved = stage_dir / "tokenizer"
+    if (saved / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(saved)
+    tokenizer = train_tokenizer(captions.texts, config.text.vocab_size, config.text.max_length)
+    save_pretrained_atomically(tokenizer, saved)
+    return tokenizer
+
+
+def clip_stage(clip: torch.nn.Module, data: TrainingData, captions: CaptionTable, token_ids: torch.Tensor) -> Stage:
+    pixels = images_to_clip_pixels(data.train.images)  # (N, 3, S, S) in [-1, 1]
+
+    def loss(model, batch):
+        rows = captions.pick(batch.indices, batch.random.choice(captions.counts(batch.indices)))
+        return contrastive_loss(model, pixels[batch.indices], token_ids[rows])
+
+    return Stage("text", [Objective("clip", clip, loss)], dataset_size=len(data.train))
+
+
+def train_text_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True) -> dict:
+    """Write RUN/text/encoder (and RUN/text/clip when CLIP is trained); return the stage summary."""
+    stage_dir = layout.stage("text")
+    if config.text.kind == "minilm":
+        save_atomically(MiniLMTextEncoder(max_length=config.text.max_length).save, layout.text_encoder)
+        return {"stage": "text", "kind": "minilm", "steps": 0, "seconds": 0.0}
+    captions = CaptionTable.from_dataset(data.train)
+    tokenizer = tokenizer_for_run(config, captions, stage_dir)
+    token_ids = tokenizer(captions.texts, padding="max_length", truncation=True,
+                          max_length=config.text.max_length, return_tensors="pt").input_ids
+    torch.manual_seed(config.text.train.seed)
+    clip = build_clip(config.text, config.data.image_size, tokenizer)
+    summary = train_stage(clip_stage(clip, data, captions, token_ids), config.text.train, stage_dir, progress)
+    save_pretrained_atomically(clip, layout.clip, tokenizer)
+    save_atomically(ClipTextEncoder.from_clip(clip, tokenizer).save, layout.text_encoder)
+    summary.update(kind="clip", vocab_size=len(tokenizer), captions=len(captions.texts),
+                   parameters=sum(p.numel() for p in clip.parameters()))
+    return summary

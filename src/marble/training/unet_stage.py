@@ -1,0 +1,109 @@
+"""Stage 3: the latent noise predictor, trained by the DDPM forward process on cached inputs.
+
+The text encoder and the autoencoder are frozen by now, so every image's latent distribution
+and every caption's context are computed once; a training step then costs only the U-Net.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL
+from tqdm.auto import tqdm
+
+from marble.autoencoder.model import images_to_model
+from marble.config import RunConfig
+from marble.diffusion.samplers import make_scheduler
+from marble.diffusion.objective import diffusion_loss, min_snr_weights, training_target
+from marble.diffusion.schedule import NoiseSchedule
+from marble.generators.unet import build_unet
+from marble.layout import RunLayout
+from marble.text.encoders import TextEncoder, load_text_encoder
+from marble.training.artifacts import save_atomically, save_pretrained_atomically
+from marble.training.captions import CaptionTable
+from marble.training.data import TrainingData
+from marble.training.loop import Objective, Stage, train_stage
+
+CACHE_BATCH = 128
+
+
+@dataclass
+class UNetInputs:
+    """Everything a U-Net training step reads, precomputed."""
+
+    latent_mean: torch.Tensor  # (N, C, h, w) posterior means of the training images
+    latent_std: torch.Tensor  # (N, C, h, w) posterior standard deviations
+    latent_scale: float  # makes scaled latents unit-variance (Rombach et al. 2022, §4.3.2)
+    contexts: torch.Tensor  # (K, L, D) one per unique caption
+    empty_context: torch.Tensor  # (L, D) the "" prompt, trained in place of dropped captions
+    captions: CaptionTable
+
+
+@torch.no_grad()
+def encode_latent_distribution(vae: AutoencoderKL, images: torch.Tensor, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    means, stds = [], []
+    for start in tqdm(range(0, len(images), CACHE_BATCH), desc="cache latents", disable=not progress, unit="batch"):
+        posterior = vae.encode(images_to_model(images[start:start + CACHE_BATCH])).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def encode_contexts(encoder: TextEncoder, texts: list[str], progress: bool) -> torch.Tensor:
+    chunks = range(0, len(texts), CACHE_BATCH)
+    return torch.cat([encoder.encode(texts[s:s + CACHE_BATCH]).context
+                      for s in tqdm(chunks, desc="cache text", disable=not progress, unit="batch")])
+
+
+def prepare_inputs(layout: RunLayout, data: TrainingData, progress: bool) -> UNetInputs:
+    vae = AutoencoderKL.from_pretrained(layout.autoencoder).eval()
+    encoder = load_text_encoder(layout.text_encoder)
+    captions = CaptionTable.from_dataset(data.train)
+    mean, std = encode_latent_distribution(vae, data.train.images, progress)
+    return UNetInputs(mean, std, float(vae.config.scaling_factor), encode_contexts(encoder, captions.texts, progress),
+                      encoder.encode([""]).context[0], captions)
+
+
+def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None) -> Stage:
+    schedule = NoiseSchedule.from_unet_config(config.unet)
+    settings = config.unet
+    latent_shape = tuple(inputs.latent_mean.shape[1:])
+
+    def loss(model, batch):
+        idx, draw = batch.indices, batch.random
+        x0 = (inputs.latent_mean[idx] + inputs.latent_std[idx] * draw.randn(*latent_shape)) * inputs.latent_scale
+        t = draw.randint(schedule.num_train_timesteps)
+        noise = draw.randn(*latent_shape)
+        rows = inputs.captions.pick(idx, draw.choice(inputs.captions.counts(idx)))
+        dropped = (draw.rand() < settings.caption_dropout)[:, None, None]  # unconditional: enables guidance
+        context = torch.where(dropped, inputs.empty_context, inputs.contexts[rows])
+        prediction = model(schedule.q_sample(x0, t, noise), t, encoder_hidden_states=context).sample
+        target = training_target(settings.prediction_type, x0, noise, t, schedule)
+        weights = min_snr_weights(t, schedule, settings.min_snr_gamma, settings.prediction_type)
+        value = diffusion_loss(prediction.float(), target, weights)
+        return value, {"loss": value.item()}
+
+    return Stage("unet", [Objective("unet", unet, loss)], dataset_size=len(inputs.latent_mean),
+                 ema_decay=settings.ema_decay, on_sample=on_sample)
+
+
+def scheduler_for(config: RunConfig):
+    """The training noise schedule as a diffusers DDPM scheduler (saved beside the U-Net)."""
+    schedule = NoiseSchedule.from_unet_config(config.unet)
+    return make_scheduler("ddpm", schedule.scheduler_config(config.unet.prediction_type))
+
+
+def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True,
+                     on_sample=None) -> dict:
+    inputs = prepare_inputs(layout, data, progress)
+    latent_channels, latent_size = inputs.latent_mean.shape[1], inputs.latent_mean.shape[-1]
+    torch.manual_seed(config.unet.train.seed)
+    unet = build_unet(config.unet, latent_channels, latent_size, inputs.contexts.shape[-1])
+    summary = train_stage(unet_stage(unet, inputs, config, on_sample), config.unet.train, layout.stage("unet"), progress)
+    save_pretrained_atomically(unet, layout.unet)  # EMA weights: the loop copied them in at the end
+    save_atomically(scheduler_for(config).save_config, layout.scheduler)
+    summary.update(parameters=sum(p.numel() for p in unet.parameters()), latent_scale=inputs.latent_scale)
+    return summary
+
