@@ -66,7 +66,9 @@ def _generate_parser(commands) -> None:
 def _export_parser(commands) -> None:
     export = commands.add_parser("export", help="write a trained run in another tool's format")
     export.add_argument("model", help="run folder, or 'reference'")
-    export.add_argument("--format", choices=["diffusers"], default="diffusers")
+    export.add_argument("--format", choices=["diffusers", "marble"], default="diffusers",
+                        help="diffusers: StableDiffusionPipeline folder; marble: the run without training state")
+    export.add_argument("--half", action="store_true", help="marble format: store weights as float16")
     export.add_argument("out", type=Path, help="folder to write")
     export.set_defaults(handler=run_export)
 
@@ -127,6 +129,12 @@ def run_generate(args) -> None:
 
 
 def run_export(args) -> None:
+    if args.format == "marble":
+        from marble.export.run_folder import export_run_folder
+
+        export_run_folder(resolve_model(args.model), args.out, half=args.half)
+        print(f"wrote the run's inference files to {args.out}")
+        return
     from marble.export.diffusers_folder import export_diffusers
 
     export_diffusers(resolve_model(args.model), args.out)
