@@ -42,6 +42,8 @@ def _train_parser(commands) -> None:
     train.add_argument("--steps", type=int, help="override training steps of the stage(s)")
     train.add_argument("--batch-size", type=int, help="override batch size of the stage(s)")
     train.add_argument("--lr", type=float, help="override learning rate of the stage(s)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="change any config field, e.g. unet.prediction_type=v_prediction (repeatable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     train.set_defaults(handler=run_train)
 
@@ -86,9 +88,14 @@ def run_data_emoji(args) -> None:
 
 
 def configured_run(args):
-    from marble.config import preset, replace_train
+    from marble.config import apply_override, preset, replace_train
 
-    config = preset(args.preset)
+    try:
+        config = preset(args.preset)
+        for assignment in args.overrides:
+            config = apply_override(config, assignment)
+    except ValueError as error:
+        raise MarbleError(str(error)) from None
     if args.text_encoder:
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, kind=args.text_encoder))
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("learning_rate", args.lr)) if v is not None}

@@ -181,6 +181,43 @@ def load_json(cls, path: Path):
     return from_dict(cls, json.loads(Path(path).read_text()))
 
 
+def apply_override(config, assignment: str):
+    """`"unet.train.steps=500"` → a copy of `config` with that one field changed, parsed by its type."""
+    path, sep, text = assignment.partition("=")
+    if not sep or not path:
+        raise ValueError(f"override {assignment!r} is not KEY=VALUE (e.g. unet.prediction_type=v_prediction)")
+    return _replace_path(config, path.split("."), text, path)
+
+
+def _replace_path(config, parts: list[str], text: str, path: str):
+    fields = {f.name for f in dataclasses.fields(config)}
+    head, rest = parts[0], parts[1:]
+    if head not in fields:
+        raise ValueError(f"{path}: unknown key {head!r}; {type(config).__name__} has {', '.join(sorted(fields))}")
+    current = getattr(config, head)
+    if rest:
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"{path}: {head} has no sub-keys")
+        return dataclasses.replace(config, **{head: _replace_path(current, rest, text, path)})
+    return dataclasses.replace(config, **{head: _parse(typing.get_type_hints(type(config))[head], text, path)})
+
+
+def _parse(hint, text: str, name: str):
+    try:
+        if hint is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            return tuple(_parse(item, part.strip(), name) for part in text.split(",") if part.strip())
+        if hint in (int, float, str):
+            return hint(text)
+    except ValueError:
+        raise ValueError(f"{name}: cannot read {text!r} as {getattr(hint, '__name__', hint)}") from None
+    raise ValueError(f"{name} cannot be set from the command line")
+
+
 def replace_train(config, **changes):
     """Copy of a stage config with some TrainConfig fields changed (CLI overrides)."""
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
@@ -188,5 +225,5 @@ def replace_train(config, **changes):
 
 __all__ = [
     "TrainConfig", "DataConfig", "TextConfig", "AutoencoderConfig", "UNetConfig", "RunConfig",
-    "PRESETS", "preset", "to_dict", "from_dict", "save_json", "load_json", "replace_train",
+    "PRESETS", "preset", "to_dict", "from_dict", "save_json", "load_json", "replace_train", "apply_override",
 ]

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from marble.config import RunConfig, apply_override, from_dict, load_json, preset, save_json, to_dict
+
+
+@pytest.mark.parametrize("name", ["emoji", "tiny"])
+def test_presets_round_trip_through_json(name, tmp_path):
+    config = preset(name)
+    save_json(config, tmp_path / "run.json")
+    assert load_json(RunConfig, tmp_path / "run.json") == config
+    assert from_dict(RunConfig, json.loads(json.dumps(to_dict(config)))) == config
+
+
+def test_unknown_preset_and_keys_are_errors():
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        from_dict(RunConfig, {"name": "x", "colour": "red"})
+
+
+def test_overrides_parse_by_field_type():
+    config = preset("tiny")
+    config = apply_override(config, "unet.prediction_type=v_prediction")
+    config = apply_override(config, "unet.train.steps=9")
+    config = apply_override(config, "autoencoder.block_out_channels=8,16")
+    config = apply_override(config, "unet.min_snr_gamma=0")
+    assert config.unet.prediction_type == "v_prediction"
+    assert config.unet.train.steps == 9
+    assert config.autoencoder.block_out_channels == (8, 16)
+    assert config.unet.min_snr_gamma == 0.0
+    assert preset("tiny").unet.train.steps != 9  # presets are not mutated
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("unet.foo=1", "unet.foo: unknown key 'foo'"),
+    ("unet.train.steps=abc", "cannot read 'abc' as int"),
+    ("nokey", "is not KEY=VALUE"),
+    ("unet.train=3", "cannot be set"),
+    ("unet.train.steps.x=1", "has no sub-keys"),
+])
+def test_bad_overrides_name_the_key(bad, message):
+    with pytest.raises(ValueError, match=message):
+        apply_override(preset("tiny"), bad)

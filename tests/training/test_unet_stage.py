@@ -1,0 +1,69 @@
+"""The U-Net objective wiring: targets, caption dropout and caption choice, checked with oracle models."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from marble.config import preset
+from marble.diffusion.schedule import NoiseSchedule
+from marble.training.captions import CaptionTable
+from marble.training.randomness import make_batch
+from marble.training.unet_stage import UNetInputs, unet_stage
+
+LATENT = torch.randn(1, 2, 4, 4)
+
+
+def inputs(contexts=None):
+    contexts = torch.arange(3 * 2 * 5, dtype=torch.float32).reshape(3, 2, 5) if contexts is None else contexts
+    return UNetInputs(
+        latent_mean=LATENT, latent_std=torch.zeros_like(LATENT), latent_scale=0.5,
+        contexts=contexts, empty_context=torch.full((2, 5), -1.0),
+        captions=CaptionTable(["a", "b", "c"], [[1, 2]]),
+    )
+
+
+class Oracle(torch.nn.Module):
+    """Knows x0 (one image, zero posterior std), so it can answer with the exact ε or v."""
+
+    def __init__(self, schedule, prediction_type):
+        super().__init__()
+        self.schedule, self.prediction_type, self.contexts = schedule, prediction_type, []
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_t, t, encoder_hidden_states):
+        self.contexts.append(encoder_hidden_states)
+        x0 = LATENT * 0.5
+        alpha_bar = self.schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
+        eps = (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+        out = eps if self.prediction_type == "epsilon" else alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0
+        return type("Output", (), {"sample": out + 0 * self.dummy})
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_exact_prediction_has_zero_loss_and_the_other_one_does_not(prediction_type):
+    config = preset("tiny")
+    config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, prediction_type=prediction_type))
+    schedule = NoiseSchedule.from_unet_config(config.unet)
+    right = unet_stage(Oracle(schedule, prediction_type), inputs(), config).objectives[0]
+    other = "v_prediction" if prediction_type == "epsilon" else "epsilon"
+    wrong = unet_stage(Oracle(schedule, other), inputs(), config).objectives[0]
+    batch = lambda: make_batch(0, 3, 1, 8)
+    assert right.loss(right.module, batch())[0].item() < 1e-8
+    assert wrong.loss(wrong.module, batch())[0].item() > 1e-3
+
+
+def test_caption_dropout_trains_the_empty_prompt_and_otherwise_the_images_own_captions():
+    config = preset("tiny")
+    schedule = NoiseSchedule.from_unet_config(config.unet)
+    for dropout, expect_empty in ((1.0, True), (0.0, False)):
+        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, caption_dropout=dropout))
+        oracle = Oracle(schedule, "epsilon")
+        objective = unet_stage(oracle, inputs(), config).objectives[0]
+        objective.loss(oracle, make_batch(0, 0, 1, 16))
+        used = oracle.contexts[-1]
+        is_empty = (used == -1).flatten(1).all(1)
+        assert bool(is_empty.all()) == expect_empty
+        if not expect_empty:
+            rows = {int(u[0, 0]) // 10 for u in used}  # contexts[k] starts at 10·k
+            assert rows == {1, 2}  # both captions of the image are used, never caption 0 ("a")
