@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -100,7 +101,7 @@ def configured_run(args):
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, kind=args.text_encoder))
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("learning_rate", args.lr)) if v is not None}
     for name, value in overrides.items():
-        if value <= 0:
+        if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
             raise MarbleError(f"--{name.replace('_', '-')} must be positive, got {value}")
     stages = ["text", "autoencoder", "unet"] if args.stage == "all" else [args.stage]
     for stage in stages:

@@ -35,6 +35,7 @@ class TrainConfig:
 class DataConfig:
     image_size: int = 64
     holdout_fraction: float = 0.05
+    # Caption languages to train on (keys of a record's `captions`); empty: every language present.
     langs: tuple[str, ...] = ("en", "zh", "zh-hant", "ja")
     max_image_bytes: int = 20_000_000  # larger files are skipped as oversized
 
@@ -116,7 +117,7 @@ def tiny_preset() -> RunConfig:
     quick = TrainConfig(steps=4, batch_size=8, warmup_steps=1, checkpoint_every=2, log_every=1)
     return RunConfig(
         name="tiny",
-        data=DataConfig(image_size=16, holdout_fraction=0.25, langs=("en",)),
+        data=DataConfig(image_size=16, holdout_fraction=0.25, langs=("en", "zh")),
         text=TextConfig(
             vocab_size=300, max_length=12, width=16, layers=1, heads=2,
             vision_width=16, vision_layers=1, vision_heads=2, patch_size=8, projection_dim=8, train=quick,
