@@ -99,10 +99,12 @@ def configured_run(args):
         raise MarbleError(str(error)) from None
     if args.text_encoder:
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, kind=args.text_encoder))
-    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("learning_rate", args.lr)) if v is not None}
+    options = {"steps": ("--steps", args.steps), "batch_size": ("--batch-size", args.batch_size),
+               "learning_rate": ("--lr", args.lr)}  # TrainConfig field -> (option the user typed, value)
+    overrides = {name: value for name, (_, value) in options.items() if value is not None}
     for name, value in overrides.items():
         if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
-            raise MarbleError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise MarbleError(f"{options[name][0]} must be positive, got {value}")
     stages = ["text", "autoencoder", "unet"] if args.stage == "all" else [args.stage]
     for stage in stages:
         config = dataclasses.replace(config, **{stage: replace_train(getattr(config, stage), **overrides)})
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     # Marble never downloads models: everything is trained here or shipped in a package.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-file "Loading weights" bars: noise here
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)

@@ -40,6 +40,7 @@ def save_gif(frames: list[torch.Tensor], path: Path, frame_ms: int = 150) -> Pat
     """Frames (3, H, W) uint8 → an endlessly looping GIF that holds the last frame longer."""
     pictures = [to_pil(f) for f in frames]
     durations = [frame_ms] * (len(pictures) - 1) + [frame_ms * 8]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=durations, loop=0)
     return Path(path)
 

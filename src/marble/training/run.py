@@ -53,11 +53,11 @@ def check_prerequisites(name: str, layout: RunLayout) -> None:
 def train_stages(names: list[str], config: RunConfig, data_dir: Path, run_dir: Path, progress: bool = True,
                  report: Callable[[str], None] = print) -> dict[str, dict]:
     """Train the named stages in order; each writes its summary.json and reports what it wrote."""
-    layout = open_run(run_dir, config)
     for name in names:
         if name not in STAGES:
             raise MarbleError(f"unknown stage {name!r}; choose from {', '.join(STAGES)} or all")
-    data = load_training_data(data_dir, config.data, progress)
+    data = load_training_data(data_dir, config.data, progress)  # first: bad data must not leave a run folder
+    layout = open_run(run_dir, config)
     report(f"data: {data.describe()}")
     write_json(layout.root / "data.json", {"data_dir": str(Path(data_dir).resolve()), "train": len(data.train),
                                            "holdout": len(data.holdout), "skipped": dict(data.skipped.counts)})
