@@ -1,25 +1,65 @@
-"""Pixel-space image metrics: PSNR for autoencoder reconstructions."""
+"""Pixel-space image metrics for autoencoder reconstructions: PSNR and SSIM."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from marble.errors import MarbleError
 
 PEAK = 255.0
+# Wang et al. 2004, section III-C: an 11x11 circular-symmetric Gaussian window, sigma 1.5.
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
     """Per-image PSNR in dB, 10·log10(255² / MSE), of uint8 (N, C, H, W) pairs; +inf where identical."""
-    if a.dtype != torch.uint8 or b.dtype != torch.uint8:
-        raise MarbleError(f"psnr expects uint8 images, got {a.dtype} and {b.dtype}")
-    if a.shape != b.shape or a.dim() != 4:
-        raise MarbleError(
-            f"psnr expects two (N, C, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+    _check_pair(a, b, "psnr")
     mse = (a.double() - b.double()).square().flatten(1).mean(dim=1)  # (N,)
     return 10.0 * torch.log10(PEAK**2 / mse)
+
+
+def ssim(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image SSIM (Wang et al. 2004, eq. 13) of uint8 (N, C, H, W) pairs, averaged over windows and channels."""
+    _check_pair(a, b, "ssim")
+    if min(a.shape[-2:]) < SSIM_WINDOW:
+        size = tuple(a.shape[-2:])
+        raise MarbleError(f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {size}")
+    x, y = a.double(), b.double()
+    mean_x, mean_y = _local_mean(x), _local_mean(y)  # (N, C, H - 10, W - 10): "valid" windows only, as the paper's code
+    var_x = _local_mean(x * x) - mean_x.square()
+    var_y = _local_mean(y * y) - mean_y.square()
+    covariance = _local_mean(x * y) - mean_x * mean_y
+    c1, c2 = (SSIM_K1 * PEAK) ** 2, (SSIM_K2 * PEAK) ** 2
+    numerator = (2 * mean_x * mean_y + c1) * (2 * covariance + c2)
+    denominator = (mean_x.square() + mean_y.square() + c1) * (var_x + var_y + c2)
+    return (numerator / denominator).flatten(1).mean(dim=1)  # (N,)
+
+
+def _local_mean(images: Tensor) -> Tensor:
+    """Gaussian-weighted mean over each 11x11 window, each channel on its own."""
+    channels = images.shape[1]
+    window = _gaussian_window().to(images).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
+    return F.conv2d(images, window, groups=channels)
+
+
+def _gaussian_window() -> Tensor:
+    offsets = torch.arange(SSIM_WINDOW, dtype=torch.float64) - (SSIM_WINDOW - 1) / 2
+    profile = torch.exp(-offsets.square() / (2 * SSIM_SIGMA**2))
+    window = profile[:, None] * profile[None, :]  # (11, 11), separable
+    return window / window.sum()
+
+
+def _check_pair(a: Tensor, b: Tensor, metric: str) -> None:
+    if a.dtype != torch.uint8 or b.dtype != torch.uint8:
+        raise MarbleError(f"{metric} expects uint8 images, got {a.dtype} and {b.dtype}")
+    if a.shape != b.shape or a.dim() != 4:
+        raise MarbleError(
+            f"{metric} expects two (N, C, H, W) batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
 
 
 def mean_psnr(a: Tensor, b: Tensor) -> float:
