@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(commands)
     _generate_parser(commands)
     _export_parser(commands)
+    _serve_parser(commands)
+    _eval_parser(commands)
     return parser
 
 
@@ -35,9 +37,12 @@ def _data_parser(commands) -> None:
 
 def _train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a stage (or all of them) on an image folder")
-    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all"])
+    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip"],
+                       help="eval-clip: the separate CLIP that `marble eval` grades with (writes --out, not a run)")
     train.add_argument("--data", type=Path, required=True, help="image folder (metadata.jsonl or .txt captions)")
-    train.add_argument("--run", type=Path, required=True, help="run folder: models, checkpoints, logs (resumes if present)")
+    train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
+    train.add_argument("--out", type=Path, help="eval-clip only: folder to write the evaluation CLIP to")
+    train.add_argument("--seed", type=int, help="eval-clip only: its training seed (default 1; the run's CLIP uses 0)")
     train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default) or tiny")
     train.add_argument("--text-encoder", choices=["clip", "minilm"], help="train a CLIP (default) or use frozen MiniLM")
     train.add_argument("--steps", type=int, help="override training steps of the stage(s)")
@@ -74,6 +79,44 @@ def _export_parser(commands) -> None:
     export.add_argument("--half", action="store_true", help="marble format: store weights as float16")
     export.add_argument("out", type=Path, help="folder to write")
     export.set_defaults(handler=run_export)
+
+
+def _serve_parser(commands) -> None:
+    serve = commands.add_parser("serve", help="HTTP API and a web page with live previews")
+    serve.add_argument("--model", action="append", dest="models", metavar="RUN",
+                       help="run folder, or 'reference' (default); repeat to serve several models")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs --token)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--queue-depth", type=int, default=4, help="jobs waiting per model before 429 (default 4)")
+    serve.add_argument("--job-timeout", type=float, default=300.0,
+                       help="cancel a job nobody has watched for this many seconds (default 300)")
+    serve.add_argument("--token", default=os.environ.get("MARBLE_TOKEN"),
+                       help="require `Authorization: Bearer TOKEN` on every API call (default: $MARBLE_TOKEN)")
+    serve.set_defaults(handler=run_serve)
+
+
+def _eval_parser(commands) -> None:
+    evaluate = commands.add_parser("eval", help="measure a run: FD beside its floor, KID, CLIP score, autoencoder")
+    evaluate.add_argument("run", help="run folder, or 'reference'")
+    evaluate.add_argument("--data", type=Path, required=True, help="captioned image folder: real images and prompts")
+    evaluate.add_argument("--eval-clip", type=Path, required=True,
+                          help="evaluation CLIP folder from `marble train eval-clip` (not the run's own encoder)")
+    evaluate.add_argument("--num-images", type=int, default=1000, help="N generated images (default 1000)")
+    evaluate.add_argument("--extractors", default="effnet,clip", help="FD feature extractors: effnet, clip, inception")
+    evaluate.add_argument("--inception-weights", type=Path, help="pytorch-fid Inception weights file, for inception")
+    evaluate.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
+    evaluate.add_argument("--sampler", default="dpm++", help="sampler of the main numbers (default dpm++)")
+    evaluate.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
+    evaluate.add_argument("--negative-prompt", default="")
+    evaluate.add_argument("--seed", type=int, default=0, help="chooses the real images; image k samples with seed+k")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="prompts per sampling batch")
+    evaluate.add_argument("--lang-num-images", type=int, default=200, help="images per caption language (at most N)")
+    evaluate.add_argument("--curves", action="store_true",
+                          help="also FD vs steps for ddpm/ddim/dpm++/euler and FD vs CLIP score across guidance")
+    evaluate.add_argument("--curve-num-images", type=int, default=200, help="images per curve point (at most N)")
+    evaluate.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=run_eval)
 
 
 # --- handlers --------------------------------------------------------------------------------
@@ -114,6 +157,13 @@ def configured_run(args):
 def run_train(args) -> None:
     from marble.training.run import train_stages
 
+    if args.stage == "eval-clip":
+        run_train_eval_clip(args)
+        return
+    if args.run is None:
+        raise MarbleError(f"`marble train {args.stage}` needs --run RUN (the run folder to train into)")
+    if args.out is not None or args.seed is not None:
+        raise MarbleError("--out and --seed are options of `marble train eval-clip`; use --set text.train.seed=N here")
     config, stages = configured_run(args)
     train_stages(stages, config, args.data, args.run, progress=not args.no_progress)
 
@@ -149,6 +199,47 @@ def run_export(args) -> None:
 
     export_diffusers(resolve_model(args.model), args.out)
     print(f"wrote a diffusers StableDiffusionPipeline folder to {args.out}")
+
+
+def run_serve(args) -> None:
+    from marble.server.serve import model_names, serve
+    from marble.server.settings import ServerSettings
+
+    if args.queue_depth < 1 or not (math.isfinite(args.job_timeout) and args.job_timeout > 0):
+        raise MarbleError("--queue-depth and --job-timeout must be positive")
+    runs = args.models or [DEFAULT_MODEL]
+    models = model_names([(run if run == DEFAULT_MODEL else Path(run).name, resolve_model(run)) for run in runs])
+    settings = ServerSettings(queue_depth=args.queue_depth, job_timeout=args.job_timeout, token=args.token or None)
+    serve(models, args.host, args.port, settings)
+
+
+def run_train_eval_clip(args) -> None:
+    from marble.evaluation.eval_clip import DEFAULT_SEED, eval_clip_config, train_eval_clip
+
+    if args.out is None:
+        raise MarbleError("`marble train eval-clip` needs --out DIR (the folder to write the evaluation CLIP to)")
+    if args.overrides or args.text_encoder or args.run:
+        raise MarbleError("`marble train eval-clip` takes --data, --out, --preset, --seed, --steps, --batch-size, --lr; "
+                          "not --run, --set or --text-encoder")
+    config = eval_clip_config(args.preset, DEFAULT_SEED if args.seed is None else args.seed, steps=args.steps,
+                              batch_size=args.batch_size, learning_rate=args.lr)
+    summary = train_eval_clip(args.data, args.out, config, progress=not args.no_progress)
+    print(f"eval-clip: {summary['images']} images, {summary['steps']} steps, seed {summary['seed']}; wrote {args.out}")
+
+
+def run_eval(args) -> None:
+    from marble.evaluation.run_eval import EvalSettings, evaluate
+    from marble.evaluation.sampling import SamplingOptions
+
+    run_dir = resolve_model(args.run)
+    out = args.out or (Path("outputs") / "eval-reference" if args.run == DEFAULT_MODEL else run_dir / "eval")
+    extractors = tuple(name.strip() for name in args.extractors.split(",") if name.strip())
+    settings = EvalSettings(
+        run_dir, args.data, args.eval_clip, out, args.num_images, extractors, args.inception_weights,
+        SamplingOptions(args.steps, args.sampler, args.guidance, args.negative_prompt), args.seed, args.batch_size,
+        args.lang_num_images, args.curves, args.curve_num_images,
+    )
+    evaluate(settings, progress=not args.no_progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,6 +116,26 @@ class MarblePipeline:
         encoded = self.text_encoder.encode([request.negative_prompt, request.prompt]).context
         return torch.cat([encoded[:1].repeat(n, 1, 1), encoded[1:].repeat(n, 1, 1)])
 
+    def prompt_contexts(self, prompts: list[str], negative_prompt: str, guidance: float) -> torch.Tensor:
+        """One context per prompt, (n, L, D); (2n, L, D) when guiding: n negative contexts then the n prompts'."""
+        if guidance <= 1:
+            return self.text_encoder.encode(prompts).context
+        encoded = self.text_encoder.encode([negative_prompt, *prompts]).context
+        return torch.cat([encoded[:1].repeat(len(prompts), 1, 1), encoded[1:]])
+
+    def _denoiser(self, context: torch.Tensor, guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        guided = guidance > 1
+
+        def denoise(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            model_input = torch.cat([x_in, x_in]) if guided else x_in
+            output = self.unet(model_input, t, encoder_hidden_states=context).sample
+            return classifier_free_guidance(*output.chunk(2), guidance) if guided else output
+
+        return denoise
+
+    def _latent_shape(self, count: int) -> tuple[int, int, int, int]:
+        return (count, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
+
     @torch.no_grad()
     def generate(self, request: GenerationRequest, on_preview: Callable[[Preview], None] | None = None,
                  on_progress: Callable[[int, int], None] | None = None) -> GenerationResult:
@@ -123,20 +143,29 @@ class MarblePipeline:
         request.validate()
         started = time.perf_counter()
         scheduler = make_scheduler(request.sampler, self.scheduler_config)
-        context = self.contexts(request)
-        guided = request.guidance > 1
-
-        def denoise(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            model_input = torch.cat([x_in, x_in]) if guided else x_in
-            output = self.unet(model_input, t, encoder_hidden_states=context).sample
-            return classifier_free_guidance(*output.chunk(2), request.guidance) if guided else output
-
+        denoise = self._denoiser(self.contexts(request), request.guidance)
         generator = torch.Generator("cpu").manual_seed(request.seed)
-        shape = (request.num_images, self.unet.config.in_channels, self.unet.config.sample_size, self.unet.config.sample_size)
-        noise = torch.randn(shape, generator=generator)
+        noise = torch.randn(self._latent_shape(request.num_images), generator=generator)
         on_step = self._step_callback(request, scheduler, on_preview, on_progress)
         latents = sample(denoise, scheduler, noise, request.steps, generator, on_step)
         return GenerationResult(self.decode(latents), request, time.perf_counter() - started)
+
+    @torch.no_grad()
+    def generate_batch(self, prompts: list[str], seeds: list[int], steps: int = 30, guidance: float = 5.0,
+                       sampler: str = "dpm++", negative_prompt: str = "") -> torch.Tensor:
+        """One image per (prompt, seed) in one batch, (n, 3, H, W) uint8; image k equals generate() of
+        prompt k with seed k and num_images 1 (up to batch round-off): each image draws from its own generator."""
+        if len(prompts) != len(seeds) or not prompts:
+            raise MarbleError(f"generate_batch needs one seed per prompt and at least one prompt, "
+                              f"got {len(prompts)} prompts and {len(seeds)} seeds")
+        for prompt, seed in zip(prompts, seeds):
+            GenerationRequest(prompt, negative_prompt, steps, guidance, sampler, seed).validate()
+        scheduler = make_scheduler(sampler, self.scheduler_config)
+        denoise = self._denoiser(self.prompt_contexts(list(prompts), negative_prompt, guidance), guidance)
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        noise = torch.cat([torch.randn(self._latent_shape(1), generator=g) for g in generators])  # (n, C, h, w)
+        # diffusers' schedulers draw per-sample noise from a list of generators (randn_tensor).
+        return self.decode(sample(denoise, scheduler, noise, steps, generators))
 
     def _step_callback(self, request: GenerationRequest, scheduler, on_preview, on_progress):
         def on_step(info: StepInfo) -> None:

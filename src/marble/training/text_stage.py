@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerFast
+from transformers import CLIPModel, PreTrainedTokenizerFast
 
 from marble.config import RunConfig
+from marble.data.folder import ImageCaptionSet
 from marble.layout import RunLayout
 from marble.text.clip import build_clip, contrastive_loss, images_to_clip_pixels
 from marble.text.encoders import ClipTextEncoder
@@ -29,31 +30,38 @@ def tokenizer_for_run(config: RunConfig, captions: CaptionTable, stage_dir: Path
     return tokenizer
 
 
-def clip_stage(clip: torch.nn.Module, data: TrainingData, captions: CaptionTable, token_ids: torch.Tensor) -> Stage:
-    pixels = images_to_clip_pixels(data.train.images)  # (N, 3, S, S) in [-1, 1]
+def clip_stage(clip: torch.nn.Module, pairs: ImageCaptionSet, captions: CaptionTable, token_ids: torch.Tensor,
+               name: str = "text") -> Stage:
+    pixels = images_to_clip_pixels(pairs.images)  # (N, 3, S, S) in [-1, 1]
 
     def loss(model, batch):
         rows = captions.pick(batch.indices, batch.random.choice(captions.counts(batch.indices)))
         return contrastive_loss(model, pixels[batch.indices], token_ids[rows])
 
-    return Stage("text", [Objective("clip", clip, loss)], dataset_size=len(data.train))
+    return Stage(name, [Objective("clip", clip, loss)], dataset_size=len(pairs))
 
 
-def train_text_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True) -> dict:
-    """Write RUN/text/encoder (and RUN/text/clip when CLIP is trained); return the stage summary."""
-    stage_dir = layout.stage("text")
-    if config.text.kind == "minilm":
-        save_atomically(MiniLMTextEncoder(max_length=config.text.max_length).save, layout.text_encoder)
-        return {"stage": "text", "kind": "minilm", "steps": 0, "seconds": 0.0}
-    captions = CaptionTable.from_dataset(data.train)
+def train_clip(config: RunConfig, pairs: ImageCaptionSet, stage_dir: Path, progress: bool = True,
+               name: str = "text") -> tuple[CLIPModel, PreTrainedTokenizerFast, dict]:
+    """BPE tokenizer + CLIP trained contrastively on `pairs`, resumable from `stage_dir`; (clip, tokenizer, summary)."""
+    captions = CaptionTable.from_dataset(pairs)
     tokenizer = tokenizer_for_run(config, captions, stage_dir)
     token_ids = tokenizer(captions.texts, padding="max_length", truncation=True,
                           max_length=config.text.max_length, return_tensors="pt").input_ids
     torch.manual_seed(config.text.train.seed)
     clip = build_clip(config.text, config.data.image_size, tokenizer)
-    summary = train_stage(clip_stage(clip, data, captions, token_ids), config.text.train, stage_dir, progress)
-    save_pretrained_atomically(clip, layout.clip, tokenizer)
-    save_atomically(ClipTextEncoder.from_clip(clip, tokenizer).save, layout.text_encoder)
+    summary = train_stage(clip_stage(clip, pairs, captions, token_ids, name), config.text.train, stage_dir, progress)
     summary.update(kind="clip", vocab_size=len(tokenizer), captions=len(captions.texts),
                    parameters=sum(p.numel() for p in clip.parameters()))
+    return clip, tokenizer, summary
+
+
+def train_text_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True) -> dict:
+    """Write RUN/text/encoder (and RUN/text/clip when CLIP is trained); return the stage summary."""
+    if config.text.kind == "minilm":
+        save_atomically(MiniLMTextEncoder(max_length=config.text.max_length).save, layout.text_encoder)
+        return {"stage": "text", "kind": "minilm", "steps": 0, "seconds": 0.0}
+    clip, tokenizer, summary = train_clip(config, data.train, layout.stage("text"), progress)
+    save_pretrained_atomically(clip, layout.clip, tokenizer)
+    save_atomically(ClipTextEncoder.from_clip(clip, tokenizer).save, layout.text_encoder)
     return summary
