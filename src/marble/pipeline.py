@@ -109,12 +109,9 @@ class MarblePipeline:
         return model_to_images(self.vae.decode(latents / self.vae.config.scaling_factor).sample)
 
     def contexts(self, request: GenerationRequest) -> torch.Tensor:
-        """(2n, L, D) when guiding: n negative contexts then n prompt contexts (diffusers' order)."""
-        n = request.num_images
-        if request.guidance <= 1:  # diffusers guides only when scale > 1
-            return self.text_encoder.encode([request.prompt]).context.repeat(n, 1, 1)
-        encoded = self.text_encoder.encode([request.negative_prompt, request.prompt]).context
-        return torch.cat([encoded[:1].repeat(n, 1, 1), encoded[1:].repeat(n, 1, 1)])
+        """(n, L, D); (2n, L, D) when guiding: n negative contexts then n prompt contexts (diffusers' order)."""
+        once = self.prompt_contexts([request.prompt], request.negative_prompt, request.guidance)
+        return once.repeat_interleave(request.num_images, dim=0)
 
     def prompt_contexts(self, prompts: list[str], negative_prompt: str, guidance: float) -> torch.Tensor:
         """One context per prompt, (n, L, D); (2n, L, D) when guiding: n negative contexts then the n prompts'."""
