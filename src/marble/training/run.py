@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
 
-from marble.config import RunConfig, load_json, save_json
+from marble.config import RunConfig, load_json, replace_train, save_json
 from marble.errors import MarbleError
 from marble.layout import RunLayout
 from marble.training.artifacts import write_json
@@ -19,17 +20,30 @@ from marble.training.unet_stage import train_unet_stage
 STAGES = ("text", "autoencoder", "unet")
 
 
+def only_trains_longer(saved: RunConfig, config: RunConfig) -> bool:
+    """True if `config` is `saved` with some stages' step counts raised (continue training)."""
+    same_steps = saved
+    for stage in STAGES:
+        if getattr(config, stage).train.steps < getattr(saved, stage).train.steps:
+            return False
+        same_steps = dataclasses.replace(same_steps, **{stage: replace_train(
+            getattr(same_steps, stage), steps=getattr(config, stage).train.steps)})
+    return same_steps == config
+
+
 def open_run(run_dir: Path, config: RunConfig) -> RunLayout:
-    """Create the run folder, or check that an existing one was started with the same config."""
+    """Create the run folder, or check that an existing one was started with the same config.
+
+    Raising a stage's steps is allowed: it resumes from the last checkpoint and trains on, its
+    learning-rate schedule stretched to the new length.
+    """
     layout = RunLayout(Path(run_dir))
-    if layout.run_config.exists():
-        saved = load_json(RunConfig, layout.run_config)
-        if saved != config:
-            raise MarbleError(f"{run_dir} was started with a different configuration ({layout.run_config}); "
-                              "use a new --run folder or the same options")
-    else:
+    if not layout.run_config.exists():
         layout.root.mkdir(parents=True, exist_ok=True)
-        save_json(config, layout.run_config)
+    elif not only_trains_longer(load_json(RunConfig, layout.run_config), config):
+        raise MarbleError(f"{run_dir} was started with a different configuration ({layout.run_config}); "
+                          "use a new --run folder or the same options (only --steps may grow)")
+    save_json(config, layout.run_config)
     return layout
 
 
