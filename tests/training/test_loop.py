@@ -60,6 +60,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
         assert torch.allclose(resumed.objectives[0].module.state_dict()[key], value, atol=1e-6)
     lines = lambda d: [json.loads(x) for x in (tmp_path / d / "train_log.jsonl").read_text().splitlines()]
     assert [r["net/loss"] for r in lines("split")] == pytest.approx([r["net/loss"] for r in lines("whole")], rel=1e-5)
+    seconds = [r["seconds"] for r in lines("split")]
+    assert seconds == sorted(seconds)  # training time keeps counting across the resume
 
 
 def test_learning_rate_schedule_warms_up_then_decays():

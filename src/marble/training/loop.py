@@ -73,19 +73,24 @@ def make_optimizer(module: torch.nn.Module, config: TrainConfig, lr: float) -> t
 
 
 class TrainLog:
-    """train_log.jsonl: one JSON line per logged step; truncated to the checkpoint on resume."""
+    """train_log.jsonl: one JSON line per logged step; truncated to the checkpoint on resume.
+
+    "seconds" counts training time across resumes, so a resumed run's curve continues in time too.
+    """
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
         if path.exists() and resume_step > 0:
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-        path.write_text("".join(line + "\n" for line in kept))
+            kept = [json.loads(line) for line in path.read_text().splitlines() if line]
+            kept = [record for record in kept if record["step"] <= resume_step]
+        self.seconds_before = kept[-1]["seconds"] if kept else 0.0
+        path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
-    def write(self, record: dict) -> None:
+    def write(self, step: int, seconds: float, values: dict[str, float]) -> None:
         with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps({"step": step, "seconds": round(self.seconds_before + seconds, 2), **values}) + "\n")
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -174,7 +179,7 @@ class _StageRun:
                     done = step + 1
                     bar.update(1)
                     if main and (done % config.log_every == 0 or done == config.steps):
-                        log.write({"step": done, "seconds": round(time.perf_counter() - started, 2), **logs})
+                        log.write(done, time.perf_counter() - started, logs)
                         tracker.log(logs, step=done)
                         bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in logs.items() if "loss" in k})
                     if main and self.stage.on_sample and config.sample_every and done % config.sample_every == 0:
