@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
 from marble.pipeline import MarblePipeline
 from marble.server.app import create_app
+from marble.server.headless_chromium import CHROMIUM, headless_chromium, wait_until
 from marble.server.settings import ServerSettings
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Every src the preview <img> takes, recorded in the page so no change between two polls is missed.
 RECORD_PREVIEWS = """
 window.previews = [];
@@ -45,14 +40,6 @@ class Paced:
         return self.pipeline.generate(request, on_preview=on_preview, on_progress=paced)
 
 
-def wait_until(page, predicate: str, seconds: float = 30.0) -> None:
-    """Poll with evaluate(): wait_for_function evals a string, which the page's CSP (rightly) forbids."""
-    deadline = time.monotonic() + seconds
-    while not page.evaluate(predicate):
-        assert time.monotonic() < deadline, f"still false after {seconds} s: {predicate}"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def page_url(tiny_run, live_server):
     return live_server(create_app({"tiny": Paced(MarblePipeline.load(tiny_run), 0.05)}, ServerSettings()))
@@ -60,15 +47,11 @@ def page_url(tiny_run, live_server):
 
 @pytest.fixture
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
-def test_typing_a_prompt_shows_changing_previews_then_the_images(browser, page_url, tmp_path):
+def test_typing_a_prompt_shows_changing_previews_then_the_images(browser, page_url):
     page = browser.new_page(viewport={"width": 1100, "height": 760})
     page.goto(page_url)
     page.wait_for_selector("#sampler option", state="attached")
@@ -90,10 +73,7 @@ def test_typing_a_prompt_shows_changing_previews_then_the_images(browser, page_u
     assert page.eval_on_selector("#gallery img", "i => i.naturalWidth") == 16
     assert page.eval_on_selector("#gallery a", "a => a.download") == f"marble-seed{seed}-0.png"
 
-    shot = page.screenshot(path=str(tmp_path / "serve-screenshot.png"), full_page=True)
-    assert len(shot) > 10_000
-    if os.environ.get("MARBLE_SCREENSHOT"):  # refresh docs/images/serve-screenshot.png on purpose only
-        shutil.copy(tmp_path / "serve-screenshot.png", os.environ["MARBLE_SCREENSHOT"])
+    assert len(page.screenshot(full_page=True)) > 10_000  # docs' screenshots: bench/serve_screenshot.py
 
 
 def test_cancel_button_stops_the_job(browser, page_url):
@@ -116,5 +96,3 @@ def test_the_page_fits_a_narrow_phone_screen(browser, page_url):
     form, output = (page.locator(selector).bounding_box() for selector in ("#settings", "#output"))
     assert output["y"] >= form["y"] + form["height"]  # stacked, not side by side
     assert not page.locator("#model-choice").is_visible()  # one model: no model picker
-    if os.environ.get("MARBLE_SCREENSHOT"):
-        page.screenshot(path=os.environ["MARBLE_SCREENSHOT"].replace(".png", "-narrow.png"), full_page=True)
