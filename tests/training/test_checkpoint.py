@@ -68,3 +68,13 @@ def test_latest_ignores_temporary_dirs_and_prune_keeps_newest(tmp_path):
     prune_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000020", "step-00000030"]
     assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_atomic_directory_has_ordinary_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "out") as staging:
+            (staging / "a.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

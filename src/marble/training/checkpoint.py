@@ -44,6 +44,7 @@ def atomic_directory(target: Path):
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary folder
     try:
         yield staging
         _fsync_tree(staging)
@@ -59,6 +60,12 @@ def atomic_directory(target: Path):
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 # --- flattening state dicts into safetensors + JSON ------------------------------------------
