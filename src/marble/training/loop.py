@@ -12,7 +12,7 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,7 +55,6 @@ class Stage:
     dataset_size: int
     ema_decay: float = 0.0  # > 0: keep an EMA of objectives[0].module
     on_sample: Callable[[int, Path, torch.nn.Module], None] | None = None  # (step, dir, live module): a grid
-    summary: dict = field(default_factory=dict)
 
 
 def learning_rate_at(step: int, config: TrainConfig, base: float) -> float:
@@ -198,7 +197,7 @@ class _StageRun:
             self.ema.copy_to(self.stage.objectives[0].module)
         return {"stage": self.stage.name, "steps": config.steps, "resumed_from": self.start_step,
                 "seconds": round(time.perf_counter() - started, 1),
-                "final": {k: round(v, 6) for k, v in logs.items()}, **self.stage.summary}
+                "final": {k: round(v, 6) for k, v in logs.items()}}
 
 
 class stop_signals:
