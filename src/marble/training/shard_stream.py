@@ -132,8 +132,11 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[int, object]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        reader, readers = self.rank * workers + worker, self.readers(workers)
-        samples = self.samples(reader, readers, batches_before(self.start_batch, worker, workers) * self.batch_size)
+        # A new DataLoader starts its round robin at worker 0, but batch `start_batch` was made by
+        # worker start_batch % workers: each worker takes over the share of the one due at its turn.
+        role = (worker + self.start_batch) % workers
+        reader, readers = self.rank * workers + role, self.readers(workers)
+        samples = self.samples(reader, readers, batches_before(self.start_batch, role, workers) * self.batch_size)
         for sample_id, png in samples:
             yield sample_id, decode_png(png, self.image_size)
 
