@@ -155,3 +155,9 @@ def test_a_sample_without_its_json_is_an_error(tmp_path):
         tar.addfile(info, io.BytesIO(b"png"))
     with pytest.raises(MarbleError, match="sample 000000000 lacks its .png or .json"):
         list(iter_shard(path))
+
+
+def test_commands_that_need_the_image_folder_say_so_for_shards(folder, tmp_path):
+    index = write_shards(folder, tmp_path / "shards", shard_size=3, progress=False)
+    with pytest.raises(MarbleError, match="holds shards: `marble train` streams them"):
+        load_image_folder(index.root, SIZE, progress=False)

@@ -298,6 +298,10 @@ def load_image_folder(
         kept_names.append(name)
         kept_captions.append(entry.captions)
     if not images:
+        from marble.data.shards import is_shard_folder  # shards.py builds on this module
+
+        if is_shard_folder(root):
+            raise MarbleError(f"{root} holds shards: `marble train` streams them; this command needs the image folder")
         raise MarbleError(f"no loadable captioned images in {root}: {report.summary()}")
     return ImageCaptionSet(torch.stack(images), kept_captions, kept_names), report
 

@@ -121,7 +121,7 @@ class ShardStream(IterableDataset):
         self.parts, self.image_size, self.seed, self.rank, self.world = parts, image_size, seed, rank, world
         self.shuffle, self.buffer_size, self.start_batch, self.batch_size = shuffle, buffer_size, start_batch, batch_size
 
-    def readers(self, workers: int) -> int:
+    def count_readers(self, workers: int) -> int:
         readers = self.world * workers
         total = sum(map(len, self.parts))
         if self.shuffle and total < readers:
@@ -135,7 +135,7 @@ class ShardStream(IterableDataset):
         # A new DataLoader starts its round robin at worker 0, but batch `start_batch` was made by
         # worker start_batch % workers: each worker takes over the share of the one due at its turn.
         role = (worker + self.start_batch) % workers
-        reader, readers = self.rank * workers + role, self.readers(workers)
+        reader, readers = self.rank * workers + role, self.count_readers(workers)
         samples = self.samples(reader, readers, batches_before(self.start_batch, role, workers) * self.batch_size)
         for sample_id, png in samples:
             yield sample_id, decode_png(png, self.image_size)
