@@ -47,17 +47,19 @@ class UNetInputs:
 def encode_latent_distribution(vae: AutoencoderKL, chunks: Iterable[tuple[list[int], torch.Tensor]], size: int,
                                progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior (mean, std) of images 0..size-1, from (ids, uint8 images) chunks in any order."""
-    ids, means, stds = [], [], []
+    mean = std = None  # (size, C, h, w) each, filled row by row: a streamed set arrives out of order
+    seen = torch.zeros(size, dtype=torch.long)
     for chunk_ids, images in tqdm(chunks, total=math.ceil(size / CACHE_BATCH), desc="cache latents",
                                   disable=not progress, unit="batch"):
         posterior = vae.encode(images_to_model(images)).latent_dist
-        ids.extend(chunk_ids)
-        means.append(posterior.mean)
-        stds.append(posterior.std)
-    if sorted(ids) != list(range(size)):
-        raise MarbleError(f"caching latents saw {len(ids)} images ({len(set(ids))} distinct) of {size}")
-    order = torch.as_tensor(ids).argsort()
-    return torch.cat(means)[order], torch.cat(stds)[order]
+        if mean is None:
+            mean, std = (posterior.mean.new_empty((size, *posterior.mean.shape[1:])) for _ in range(2))
+        rows = torch.as_tensor(chunk_ids)
+        mean[rows], std[rows] = posterior.mean, posterior.std
+        seen.index_add_(0, rows, torch.ones_like(rows))
+    if mean is None or not bool((seen == 1).all()):
+        raise MarbleError(f"caching latents saw {int(seen.sum())} images ({int((seen > 0).sum())} distinct) of {size}")
+    return mean, std
 
 
 @torch.no_grad()
