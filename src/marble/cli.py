@@ -33,13 +33,25 @@ def _data_parser(commands) -> None:
     emoji.add_argument("--langs", default="en,zh,zh-hant,ja", help="caption languages, comma-separated")
     emoji.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     emoji.set_defaults(handler=run_data_emoji)
+    _data_shard_parser(data)
+
+
+def _data_shard_parser(data) -> None:
+    shard = data.add_parser("shard", help="write an image folder as WebDataset tar shards, to train on as a stream")
+    shard.add_argument("src", type=Path, help="image folder (metadata.jsonl, metadata.csv or .txt captions)")
+    shard.add_argument("dst", type=Path, help="shard folder to write: shard-000000.tar, ... and index.json")
+    shard.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    shard.add_argument("--image-size", type=int, help="store images squared at this size (default: as they are)")
+    shard.add_argument("--overwrite", action="store_true", help="replace an existing shard folder")
+    shard.set_defaults(handler=run_data_shard)
 
 
 def _train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a stage (or all of them) on an image folder")
     train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip"],
                        help="eval-clip: the separate CLIP that `marble eval` grades with (writes --out, not a run)")
-    train.add_argument("--data", type=Path, required=True, help="image folder (metadata.jsonl or .txt captions)")
+    train.add_argument("--data", type=Path, required=True,
+                       help="image folder (metadata.jsonl or .txt captions), or shards from `marble data shard`")
     train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
     train.add_argument("--out", type=Path, help="eval-clip only: folder to write the evaluation CLIP to")
     train.add_argument("--seed", type=int, help="eval-clip only: its training seed (default 1; the run's CLIP uses 0)")
@@ -129,6 +141,14 @@ def run_data_emoji(args) -> None:
     summary = build_emoji_dataset(args.out, langs=langs, overwrite=args.overwrite)
     print(f"wrote {summary.count} images with captions in {', '.join(summary.langs)} to {summary.out_dir} "
           f"({summary.seconds:.1f} s)")
+
+
+def run_data_shard(args) -> None:
+    from marble.data.shards import write_shards
+
+    index = write_shards(args.src, args.dst, args.shard_size, args.image_size, overwrite=args.overwrite)
+    print(f"wrote {index.samples} samples in {len(index.shards)} shards to {args.dst} "
+          f"({index.skip_report().summary()}; {index.seconds:.1f} s)")
 
 
 def configured_run(args):

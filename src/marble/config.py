@@ -38,6 +38,9 @@ class DataConfig:
     # Caption languages to train on (keys of a record's `captions`); empty: every language present.
     langs: tuple[str, ...] = ("en", "zh", "zh-hant", "ja")
     max_image_bytes: int = 20_000_000  # larger files are skipped as oversized
+    # Shard folders only (`marble data shard`): samples a stream shuffles among, DataLoader workers per process.
+    shuffle_buffer: int = 1000
+    stream_workers: int = 2
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,9 +51,26 @@ class ImageCaptionSet:
 
     def caption_choices(self, i: int) -> list[str]:
         """Distinct caption strings of image i, the primary ("text") one first."""
-        captions = self.captions[i]
-        ordered = [captions["text"], *(c for key, c in captions.items() if key != "text")]
-        return list(dict.fromkeys(ordered))
+        return caption_choices(self.captions[i])
+
+
+def only_languages(captions: Captions, langs: Sequence[str]) -> Captions:
+    """Captions in `langs` only (all if empty); the primary caption ("text") always stays."""
+    if not langs:
+        return captions
+    return {key: caption for key, caption in captions.items() if key == "text" or key in langs}
+
+
+def caption_choices(captions: Captions) -> list[str]:
+    """Distinct caption strings, the primary ("text") one first."""
+    ordered = [captions["text"], *(c for key, c in captions.items() if key != "text")]
+    return list(dict.fromkeys(ordered))
+
+
+@dataclass(frozen=True)
+class MetadataEntry:
+    captions: Captions
+    fields: dict  # the metadata line's other fields (hexcode, tags, ...): `marble data shard` keeps them
 
 
 @dataclass
@@ -92,8 +109,8 @@ class _Skip(Exception):
 # --- captions ---------------------------------------------------------------------------------
 
 
-def find_captions(root: Path, report: SkipReport) -> dict[str, Captions]:
-    """file_name -> captions from the first caption source present in `root`."""
+def find_metadata(root: Path, report: SkipReport) -> dict[str, MetadataEntry]:
+    """file_name -> captions and other fields from the first caption source present in `root`."""
     if (root / "metadata.jsonl").is_file():
         return read_jsonl_captions(root / "metadata.jsonl", root, report)
     if (root / "metadata.csv").is_file():
@@ -101,8 +118,8 @@ def find_captions(root: Path, report: SkipReport) -> dict[str, Captions]:
     return read_sidecar_captions(root, report)
 
 
-def read_jsonl_captions(path: Path, root: Path, report: SkipReport) -> dict[str, Captions]:
-    found: dict[str, Captions] = {}
+def read_jsonl_captions(path: Path, root: Path, report: SkipReport) -> dict[str, MetadataEntry]:
+    found: dict[str, MetadataEntry] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
@@ -116,22 +133,26 @@ def read_jsonl_captions(path: Path, root: Path, report: SkipReport) -> dict[str,
             report.add("bad metadata line", where)
             continue
         extra = entry.get("captions") if isinstance(entry.get("captions"), dict) else {}
-        _add_entry(found, entry.get("file_name"), entry.get("text"), extra, root, where, report)
+        _add_entry(found, entry.get("file_name"), entry.get("text"), extra, _other_fields(entry), root, where, report)
     return found
 
 
-def read_csv_captions(path: Path, root: Path, report: SkipReport) -> dict[str, Captions]:
-    found: dict[str, Captions] = {}
+def read_csv_captions(path: Path, root: Path, report: SkipReport) -> dict[str, MetadataEntry]:
+    found: dict[str, MetadataEntry] = {}
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         rows = csv.DictReader(handle)
         if not {"file_name", "text"} <= set(rows.fieldnames or ()):
             raise MarbleError(f"{path} needs the columns file_name,text; it has {rows.fieldnames}")
         for number, row in enumerate(rows, 2):
-            _add_entry(found, row["file_name"], row["text"], {}, root, f"{path.name}:{number}", report)
+            _add_entry(found, row["file_name"], row["text"], {}, _other_fields(row), root, f"{path.name}:{number}", report)
     return found
 
 
-def _add_entry(found, file_name, text, extra: dict, root: Path, where: str, report: SkipReport) -> None:
+def _other_fields(entry: dict) -> dict:
+    return {key: value for key, value in entry.items() if key not in ("file_name", "text", "captions")}
+
+
+def _add_entry(found, file_name, text, extra: dict, fields: dict, root: Path, where: str, report: SkipReport) -> None:
     name = _safe_relative_name(file_name, root)
     if name is None or name in found:
         report.add("bad metadata line", where)
@@ -141,7 +162,7 @@ def _add_entry(found, file_name, text, extra: dict, root: Path, where: str, repo
     if primary is None:
         report.add("no caption", name)
         return
-    found[name] = {"text": primary, **captions}
+    found[name] = MetadataEntry({"text": primary, **captions}, fields)
 
 
 def _safe_relative_name(file_name, root: Path) -> str | None:
@@ -154,8 +175,8 @@ def _safe_relative_name(file_name, root: Path) -> str | None:
     return name.as_posix()
 
 
-def read_sidecar_captions(root: Path, report: SkipReport) -> dict[str, Captions]:
-    found: dict[str, Captions] = {}
+def read_sidecar_captions(root: Path, report: SkipReport) -> dict[str, MetadataEntry]:
+    found: dict[str, MetadataEntry] = {}
     for name in list_image_files(root):
         sidecar = (root / name).with_suffix(".txt")
         try:
@@ -164,7 +185,7 @@ def read_sidecar_captions(root: Path, report: SkipReport) -> dict[str, Captions]
             report.add("unreadable", sidecar.relative_to(root).as_posix())
             continue
         if text:
-            found[name] = {"text": text}
+            found[name] = MetadataEntry({"text": text}, {})
     return found
 
 
@@ -197,16 +218,26 @@ def pad_to_square(image: Image.Image) -> Image.Image:
     return square
 
 
-def load_rgb_square(path: Path, image_size: int, max_image_bytes: int) -> torch.Tensor:
-    """(3, S, S) uint8 tensor of one image file, or _Skip with the reason it cannot be used."""
+def load_rgb(path: Path, max_image_bytes: int) -> Image.Image:
+    """One image file as RGB flattened on white, or _Skip with the reason it cannot be used."""
     if not path.is_file():
         raise _Skip("missing file")
     if path.stat().st_size > max_image_bytes:
         raise _Skip("oversized")
-    image = pad_to_square(_decode_on_white(path))
+    return _decode_on_white(path)
+
+
+def square_image(image: Image.Image, image_size: int) -> Image.Image:
+    """Padded to a white square, then resized to `image_size` (bicubic) if it is not that size."""
+    image = pad_to_square(image)
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
-    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return image
+
+
+def square_pixels(image: Image.Image, image_size: int) -> torch.Tensor:
+    """(3, S, S) uint8 tensor of an RGB image made square at `image_size`."""
+    return torch.from_numpy(np.array(square_image(image, image_size), dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
 def _decode_on_white(path: Path) -> Image.Image:
@@ -234,30 +265,48 @@ def _decode_on_white(path: Path) -> Image.Image:
 # --- the folder -------------------------------------------------------------------------------
 
 
+def iter_image_folder(
+    root: Path, report: SkipReport, max_image_bytes: int = 20_000_000, progress: bool = True
+) -> Iterator[tuple[str, MetadataEntry, Image.Image]]:
+    """(file name, metadata, RGB image) of every loadable, captioned image under `root`, by file name.
+
+    What cannot be used is counted in `report` instead; one image is in memory at a time.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MarbleError(f"image folder {root} does not exist (or is not a folder)")
+    metadata = find_metadata(root, report)
+    for name in sorted(set(list_image_files(root)) - set(metadata)):
+        report.add("no caption", name)
+    for name in tqdm(sorted(metadata), desc=f"loading {root.name}", unit="img", disable=not progress):
+        try:
+            image = load_rgb(root / name, max_image_bytes)
+        except _Skip as skip:
+            report.add(skip.reason, name)
+            continue
+        yield name, metadata[name], image
+
+
 def load_image_folder(
     root: Path, image_size: int, max_image_bytes: int = 20_000_000, progress: bool = True
 ) -> tuple[ImageCaptionSet, SkipReport]:
     """Every loadable, captioned image under `root`, sorted by file name, and what was skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        raise MarbleError(f"image folder {root} does not exist (or is not a folder)")
     report = SkipReport()
-    captions = find_captions(root, report)
-    for name in sorted(set(list_image_files(root)) - set(captions)):
-        report.add("no caption", name)
-
     kept_names, kept_captions, images = [], [], []
-    for name in tqdm(sorted(captions), desc=f"loading {root.name}", unit="img", disable=not progress):
-        try:
-            images.append(load_rgb_square(root / name, image_size, max_image_bytes))
-        except _Skip as skip:
-            report.add(skip.reason, name)
-            continue
+    for name, entry, image in iter_image_folder(root, report, max_image_bytes, progress):
+        images.append(square_pixels(image, image_size))
         kept_names.append(name)
-        kept_captions.append(captions[name])
+        kept_captions.append(entry.captions)
     if not images:
+        from marble.data.shards import is_shard_folder  # shards.py builds on this module
+
+        if is_shard_folder(root):
+            raise MarbleError(f"{root} holds shards: `marble train` streams them; this command needs the image folder")
         raise MarbleError(f"no loadable captioned images in {root}: {report.summary()}")
     return ImageCaptionSet(torch.stack(images), kept_captions, kept_names), report
 
 
-__all__ = ["ImageCaptionSet", "SkipReport", "SKIP_REASONS", "load_image_folder", "flatten_on_white"]
+__all__ = [
+    "ImageCaptionSet", "MetadataEntry", "SkipReport", "SKIP_REASONS", "caption_choices", "iter_image_folder",
+    "load_image_folder", "flatten_on_white", "square_pixels",
+]

@@ -26,16 +26,22 @@ def holdout_mask(file_names: Sequence[str], fraction: float) -> list[bool]:
     return mask
 
 
-def split_holdout(data: ImageCaptionSet, fraction: float) -> tuple[ImageCaptionSet, ImageCaptionSet]:
-    """(train, holdout) subsets of `data` by `holdout_mask` of its file names."""
-    mask = holdout_mask(data.file_names, fraction)
+def split_positions(file_names: Sequence[str], fraction: float) -> tuple[list[int], list[int]]:
+    """(train, holdout) positions in `file_names` by `holdout_mask`: one rule for folders and shards."""
+    mask = holdout_mask(file_names, fraction)
     if all(mask):
         raise MarbleError(
-            f"holdout fraction {fraction} leaves no training images out of {len(data)}; lower it"
+            f"holdout fraction {fraction} leaves no training images out of {len(mask)}; lower it"
         )
     train = [i for i, held in enumerate(mask) if not held]
     holdout = [i for i, held in enumerate(mask) if held]
+    return train, holdout
+
+
+def split_holdout(data: ImageCaptionSet, fraction: float) -> tuple[ImageCaptionSet, ImageCaptionSet]:
+    """(train, holdout) subsets of `data` by `holdout_mask` of its file names."""
+    train, holdout = split_positions(data.file_names, fraction)
     return data.subset(train), data.subset(holdout)
 
 
-__all__ = ["holdout_score", "holdout_mask", "split_holdout"]
+__all__ = ["holdout_score", "holdout_mask", "split_positions", "split_holdout"]

@@ -21,20 +21,21 @@ from marble.evaluation.image_metrics import psnr
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically
 from marble.training.data import TrainingData
+from marble.training.feed import ImageFeed
 from marble.training.loop import Objective, Stage, train_stage
 
 EVAL_BATCH = 64
 PREVIEW_FIT_IMAGES = 512
 
 
-def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: torch.Tensor) -> Stage:
+def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: ImageFeed) -> Stage:
     settings = config.autoencoder
     shape = latent_shape(settings, config.data.image_size)
     discriminator = PatchDiscriminator() if settings.gan_weight > 0 else None
     judged: dict[str, torch.Tensor] = {}  # this step's real and reconstructed images, for the discriminator
 
     def autoencoder_loss(model, batch):
-        real = images_to_model(images[batch.indices])
+        real = images_to_model(images.of(batch))
         loss, logs, reconstruction = reconstruction_loss(model, real, batch.random.randn(*shape), settings.kl_weight)
         if discriminator is not None and batch.step >= settings.gan_start_step:
             adversarial = generator_adversarial_loss(discriminator(reconstruction))
@@ -50,7 +51,7 @@ def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: tor
     objectives = [Objective("autoencoder", autoencoder, autoencoder_loss)]
     if discriminator is not None:
         objectives.append(Objective("discriminator", discriminator, discriminator_loss, starts_at=settings.gan_start_step))
-    return Stage("autoencoder", objectives, dataset_size=len(images))
+    return Stage("autoencoder", objectives, dataset_size=images.size, batches=images.batches)
 
 
 @torch.no_grad()
@@ -75,14 +76,15 @@ def fit_preview_map(autoencoder: AutoencoderKL, images: torch.Tensor) -> torch.T
 def train_autoencoder_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True) -> dict:
     torch.manual_seed(config.autoencoder.train.seed)
     autoencoder = build_autoencoder(config.autoencoder, config.data.image_size)
-    stage = autoencoder_stage(autoencoder, config, data.train.images)
+    stage = autoencoder_stage(autoencoder, config, data.feed(config.autoencoder.train))
     summary = train_stage(stage, config.autoencoder.train, layout.stage("autoencoder"), progress)
     autoencoder.eval()
-    scale = measure_latent_scale(autoencoder, data.train.images)
+    train_images, holdout_images = data.measure_images("train"), data.measure_images("holdout")
+    scale = measure_latent_scale(autoencoder, train_images)
     autoencoder.register_to_config(scaling_factor=scale)
     save_pretrained_atomically(autoencoder, layout.autoencoder)
-    layout.preview_map.write_text(json.dumps(fit_preview_map(autoencoder, data.train.images).tolist()))
-    holdout_psnr = psnr(data.holdout.images, reconstruct(autoencoder, data.holdout.images)).mean().item()
-    summary.update(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2), holdout_images=len(data.holdout),
+    layout.preview_map.write_text(json.dumps(fit_preview_map(autoencoder, train_images).tolist()))
+    holdout_psnr = psnr(holdout_images, reconstruct(autoencoder, holdout_images)).mean().item()
+    summary.update(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2), holdout_images=len(holdout_images),
                    parameters=sum(p.numel() for p in autoencoder.parameters()))
     return summary

@@ -13,8 +13,9 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from accelerate import Accelerator
@@ -31,7 +32,7 @@ from marble.training.checkpoint import (
     save_training_state,
 )
 from marble.training.ema import EMA
-from marble.training.randomness import Batch, make_batch
+from marble.training.randomness import Batch, BatchFactory, make_batch
 
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float]]]
 KEEP_CHECKPOINTS = 2
@@ -55,6 +56,7 @@ class Stage:
     dataset_size: int
     ema_decay: float = 0.0  # > 0: keep an EMA of objectives[0].module
     on_sample: Callable[[int, Path, torch.nn.Module], None] | None = None  # (step, dir, live module): a grid
+    batches: BatchFactory | None = None  # streamed data; None: indices drawn by make_batch over dataset_size
 
 
 def learning_rate_at(step: int, config: TrainConfig, base: float) -> float:
@@ -140,9 +142,15 @@ class _StageRun:
             prune_checkpoints(self.checkpoints, KEEP_CHECKPOINTS)
         self.accelerator.wait_for_everyone()
 
-    def train_step(self, step: int) -> dict[str, float]:
+    def batches(self) -> Iterator[Batch]:
+        """This process's batches from the resumed step on."""
+        if self.stage.batches is not None:
+            return iter(self.stage.batches(self.start_step, self.rank, self.world))
+        return (make_batch(self.config.seed, step, self.stage.dataset_size, self.config.batch_size, self.rank, self.world)
+                for step in count(self.start_step))
+
+    def train_step(self, step: int, batch: Batch) -> dict[str, float]:
         """One optimizer step per active objective, on this process's share of the batch."""
-        batch = make_batch(self.config.seed, step, self.stage.dataset_size, self.config.batch_size, self.rank, self.world)
         logs: dict[str, float] = {}
         for objective in self.stage.objectives:
             if step < objective.starts_at:
@@ -170,11 +178,11 @@ class _StageRun:
         tracker = _start_tracker(self.stage.name, self.stage_dir) if main else None
         bar = tqdm(total=config.steps, initial=self.start_step, desc=f"train {self.stage.name}",
                    disable=not (main and progress), unit="step")
-        started, logs = time.perf_counter(), {}
+        started, logs, batches = time.perf_counter(), {}, self.batches()
         try:
             with stop_signals() as stop:
                 for step in range(self.start_step, config.steps):
-                    logs = self.train_step(step)
+                    logs = self.train_step(step, next(batches))
                     done = step + 1
                     bar.update(1)
                     if main and (done % config.log_every == 0 or done == config.steps):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 
@@ -72,11 +73,21 @@ class Batch:
     step: int
     indices: list[int]  # dataset indices of this process's share of the global batch
     random: SampleRandom
+    images: torch.Tensor | None = None  # (B, 3, S, S) uint8 when the data are streamed, not indexed
+
+
+# (start step, rank, world) -> that process's batches from the start step on, for streamed data.
+BatchFactory = Callable[[int, int, int], Iterator[Batch]]
+
+
+def batch_positions(step: int, global_batch: int, rank: int = 0, world: int = 1) -> range:
+    """Stream positions of this rank's contiguous share of the global batch at `step`."""
+    share = global_batch // world
+    start = step * global_batch + rank * share
+    return range(start, start + share)
 
 
 def make_batch(seed: int, step: int, dataset_size: int, global_batch: int, rank: int = 0, world: int = 1) -> Batch:
     """This rank's contiguous share of the global batch at `step`."""
-    share = global_batch // world
-    start = step * global_batch + rank * share
-    positions = range(start, start + share)
+    positions = batch_positions(step, global_batch, rank, world)
     return Batch(step, stream_indices(seed, positions, dataset_size), SampleRandom(seed, list(positions)))

@@ -17,6 +17,7 @@ from marble.text.tokenizer import train_tokenizer
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
 from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
+from marble.training.feed import ImageFeed
 from marble.training.loop import Objective, Stage, train_stage
 
 
@@ -30,27 +31,29 @@ def tokenizer_for_run(config: RunConfig, captions: CaptionTable, stage_dir: Path
     return tokenizer
 
 
-def clip_stage(clip: torch.nn.Module, pairs: ImageCaptionSet, captions: CaptionTable, token_ids: torch.Tensor,
+def clip_stage(clip: torch.nn.Module, images: ImageFeed, captions: CaptionTable, token_ids: torch.Tensor,
                name: str = "text") -> Stage:
-    pixels = images_to_clip_pixels(pairs.images)  # (N, 3, S, S) in [-1, 1]
-
     def loss(model, batch):
         rows = captions.pick(batch.indices, batch.random.choice(captions.counts(batch.indices)))
-        return contrastive_loss(model, pixels[batch.indices], token_ids[rows])
+        return contrastive_loss(model, images_to_clip_pixels(images.of(batch)), token_ids[rows])
 
-    return Stage(name, [Objective("clip", clip, loss)], dataset_size=len(pairs))
+    return Stage(name, [Objective("clip", clip, loss)], dataset_size=images.size, batches=images.batches)
 
 
 def train_clip(config: RunConfig, pairs: ImageCaptionSet, stage_dir: Path, progress: bool = True,
-               name: str = "text") -> tuple[CLIPModel, PreTrainedTokenizerFast, dict]:
-    """BPE tokenizer + CLIP trained contrastively on `pairs`, resumable from `stage_dir`; (clip, tokenizer, summary)."""
+               name: str = "text", images: ImageFeed | None = None) -> tuple[CLIPModel, PreTrainedTokenizerFast, dict]:
+    """BPE tokenizer + CLIP trained contrastively on `pairs`, resumable from `stage_dir`; (clip, tokenizer, summary).
+
+    `images` streams the pixels of a shard folder; then `pairs` needs captions only.
+    """
+    images = images or ImageFeed(len(pairs), pairs.images)
     captions = CaptionTable.from_dataset(pairs)
     tokenizer = tokenizer_for_run(config, captions, stage_dir)
     token_ids = tokenizer(captions.texts, padding="max_length", truncation=True,
                           max_length=config.text.max_length, return_tensors="pt").input_ids
     torch.manual_seed(config.text.train.seed)
     clip = build_clip(config.text, config.data.image_size, tokenizer)
-    summary = train_stage(clip_stage(clip, pairs, captions, token_ids, name), config.text.train, stage_dir, progress)
+    summary = train_stage(clip_stage(clip, images, captions, token_ids, name), config.text.train, stage_dir, progress)
     summary.update(kind="clip", vocab_size=len(tokenizer), captions=len(captions.texts),
                    parameters=sum(p.numel() for p in clip.parameters()))
     return clip, tokenizer, summary
@@ -61,7 +64,8 @@ def train_text_stage(config: RunConfig, data: TrainingData, layout: RunLayout, p
     if config.text.kind == "minilm":
         save_atomically(MiniLMTextEncoder(max_length=config.text.max_length).save, layout.text_encoder)
         return {"stage": "text", "kind": "minilm", "steps": 0, "seconds": 0.0}
-    clip, tokenizer, summary = train_clip(config, data.train, layout.stage("text"), progress)
+    clip, tokenizer, summary = train_clip(config, data.train, layout.stage("text"), progress,
+                                          images=data.feed(config.text.train))
     save_pretrained_atomically(clip, layout.clip, tokenizer)
     save_atomically(ClipTextEncoder.from_clip(clip, tokenizer).save, layout.text_encoder)
     return summary

@@ -6,7 +6,9 @@ and every caption's context are computed once; a training step then costs only t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 from diffusers import AutoencoderKL
@@ -17,6 +19,7 @@ from marble.config import RunConfig
 from marble.diffusion.samplers import make_scheduler
 from marble.diffusion.objective import diffusion_loss, min_snr_weights, training_target
 from marble.diffusion.schedule import NoiseSchedule
+from marble.errors import MarbleError
 from marble.generators.unet import build_unet
 from marble.layout import RunLayout
 from marble.text.encoders import TextEncoder, load_text_encoder
@@ -41,13 +44,22 @@ class UNetInputs:
 
 
 @torch.no_grad()
-def encode_latent_distribution(vae: AutoencoderKL, images: torch.Tensor, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    means, stds = [], []
-    for start in tqdm(range(0, len(images), CACHE_BATCH), desc="cache latents", disable=not progress, unit="batch"):
-        posterior = vae.encode(images_to_model(images[start:start + CACHE_BATCH])).latent_dist
-        means.append(posterior.mean)
-        stds.append(posterior.std)
-    return torch.cat(means), torch.cat(stds)
+def encode_latent_distribution(vae: AutoencoderKL, chunks: Iterable[tuple[list[int], torch.Tensor]], size: int,
+                               progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior (mean, std) of images 0..size-1, from (ids, uint8 images) chunks in any order."""
+    mean = std = None  # (size, C, h, w) each, filled row by row: a streamed set arrives out of order
+    seen = torch.zeros(size, dtype=torch.long)
+    for chunk_ids, images in tqdm(chunks, total=math.ceil(size / CACHE_BATCH), desc="cache latents",
+                                  disable=not progress, unit="batch"):
+        posterior = vae.encode(images_to_model(images)).latent_dist
+        if mean is None:
+            mean, std = (posterior.mean.new_empty((size, *posterior.mean.shape[1:])) for _ in range(2))
+        rows = torch.as_tensor(chunk_ids)
+        mean[rows], std[rows] = posterior.mean, posterior.std
+        seen.index_add_(0, rows, torch.ones_like(rows))
+    if mean is None or not bool((seen == 1).all()):
+        raise MarbleError(f"caching latents saw {int(seen.sum())} images ({int((seen > 0).sum())} distinct) of {size}")
+    return mean, std
 
 
 @torch.no_grad()
@@ -61,7 +73,7 @@ def prepare_inputs(layout: RunLayout, data: TrainingData, progress: bool) -> UNe
     vae = AutoencoderKL.from_pretrained(layout.autoencoder).eval()
     encoder = load_text_encoder(layout.text_encoder)
     captions = CaptionTable.from_dataset(data.train)
-    mean, std = encode_latent_distribution(vae, data.train.images, progress)
+    mean, std = encode_latent_distribution(vae, data.image_chunks(CACHE_BATCH), len(data.train), progress)
     return UNetInputs(mean, std, float(vae.config.scaling_factor), encode_contexts(encoder, captions.texts, progress),
                       encoder.encode([""]).context[0], captions)
 
