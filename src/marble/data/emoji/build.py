@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,6 +26,7 @@ from marble.data.emoji.holdout import Pair, parse_holdout, resolve_holdout
 from marble.data.emoji.npm import default_cache_dir, fetch_npm_tarball, read_json_member
 from marble.data.emoji.source import RESAMPLING, to_square_rgb
 from marble.data.emoji.styles import STYLES, parse_styles
+from marble.data.emoji.summary import EmojiBuildSummary, StyleCount
 from marble.data.emoji.twitter import EMOJI_JSON, TWITTER
 from marble.errors import MarbleError
 
@@ -33,28 +34,6 @@ LABELS_ATTRIBUTION = f"""\
 Labels and tags: npm {EMOJIBASE[0]}@{EMOJIBASE[1]} by Miles Johnson, https://emojibase.dev (MIT),
   from Unicode CLDR annotations."""
 MIN_SIZE, MAX_SIZE = 8, 1024
-
-
-@dataclass
-class StyleCount:
-    written: int = 0  # training images
-    held_out: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)  # reason -> concepts without an image
-    seconds: float = 0.0
-
-
-@dataclass
-class EmojiBuildSummary:
-    count: int  # training images
-    langs: tuple[str, ...]
-    caption_counts: dict[str, int]  # lang -> training images with a caption in that language
-    out_dir: Path
-    seconds: float = field(default=0.0)
-    styles: dict[str, StyleCount] = field(default_factory=dict)
-    concepts: int = 0
-    in_every_style: int = 0  # concepts drawn by every style built
-    holdout_count: int = 0
-    holdout_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +53,8 @@ def build_emoji_dataset(
 ) -> EmojiBuildSummary:
     """Fetch every package (cached) and write the imagefolder dataset to `out_dir`."""
     styles = parse_styles(styles)
+    check_size(size)  # every check that needs no download comes before the downloads
+    parse_holdout(holdout, list(STYLES))
     check_out_dir(Path(out_dir), overwrite)
     if holdout:
         check_out_dir(default_holdout_dir(out_dir, holdout_dir), overwrite)
@@ -103,13 +84,10 @@ def build_from_sources(
     """Draw every concept in every style of `sources` (style -> fetched file) into `out_dir`."""
     start = time.perf_counter()
     out_dir, langs, styles = Path(out_dir), tuple(dict.fromkeys(langs)), parse_styles(list(sources))
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise MarbleError(f"--size must be {MIN_SIZE} to {MAX_SIZE} pixels, got {size}")
+    check_size(size)
     check_out_dir(out_dir, overwrite)
-    check_languages(emojibase, langs)
-    concepts = list_concepts(read_json_member(datasource, EMOJI_JSON))
-    labels = {lang: index_labels(read_json_member(emojibase, f"package/{lang}/data.json")) for lang in {"en", *langs}}
-    held = resolve_holdout(parse_holdout(holdout, list(STYLES)), concepts, labels["en"], styles) if holdout else set()
+    concepts, labels = read_concepts(datasource, emojibase, langs)
+    held = resolve_holdout(parse_holdout(holdout, list(STYLES)), concepts, labels["en"], styles)
     holdout_dir = default_holdout_dir(out_dir, holdout_dir) if held else None
     if holdout_dir is not None:
         check_out_dir(holdout_dir, overwrite)
@@ -125,12 +103,34 @@ def build_from_sources(
         order = {concept.hexcode: k for k, concept in enumerate(concepts)}
         written.sort(key=lambda w: (styles.index(w.style), order[w.concept.hexcode]))
         records = write_records(written, labels, langs, styles, target)
-    train = [r for r, w in zip(records, written) if not w.held_out]
+    summary = summarise(written, records, counts, len(concepts), out_dir, langs, holdout_dir)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def read_concepts(
+    datasource: Path, emojibase: Path, langs: Sequence[str]
+) -> tuple[list[Concept], dict[str, dict[str, Label]]]:
+    """The concepts of emoji.json and lang -> hexcode -> Label for `langs` and English."""
+    available = available_languages(emojibase)
+    unknown = sorted(set(langs) - set(available))
+    if unknown:
+        raise MarbleError(f"unknown emoji languages {unknown}; available: {', '.join(available)}")
+    concepts = list_concepts(read_json_member(datasource, EMOJI_JSON))
+    labels = {lang: index_labels(read_json_member(emojibase, f"package/{lang}/data.json")) for lang in {"en", *langs}}
+    return concepts, labels
+
+
+def summarise(
+    written: Sequence[Written], records: Sequence[dict], counts: dict[str, StyleCount], concepts: int,
+    out_dir: Path, langs: Sequence[str], holdout_dir: Path | None,
+) -> EmojiBuildSummary:
+    train = [record for record, w in zip(records, written) if not w.held_out]
     drawn = Counter(w.concept.hexcode for w in written)
     return EmojiBuildSummary(
-        count=len(train), langs=langs, caption_counts={lang: sum(lang in r["captions"] for r in train) for lang in langs},
-        out_dir=out_dir, seconds=time.perf_counter() - start, styles=counts, concepts=len(concepts),
-        in_every_style=sum(n == len(styles) for n in drawn.values()), holdout_count=len(records) - len(train),
+        count=len(train), langs=tuple(langs), out_dir=out_dir, styles=counts, concepts=concepts,
+        caption_counts={lang: sum(lang in record["captions"] for record in train) for lang in langs},
+        in_every_style=sum(n == len(counts) for n in drawn.values()), holdout_count=len(records) - len(train),
         holdout_dir=holdout_dir,
     )
 
@@ -179,7 +179,7 @@ def check_held_out_written(held: set[Pair], written: Sequence[Written]) -> None:
     missing = held - {(w.concept.hexcode, w.style) for w in written if w.held_out}
     if missing:
         shown = ", ".join(f"{code}:{style}" for code, style in sorted(missing)[:5])
-        raise MarbleError(f"--holdout names {len(missing)} pairs that style has no image of: {shown}")
+        raise MarbleError(f"--holdout names {len(missing)} pairs whose style has no image of that emoji: {shown}")
 
 
 def write_records(
@@ -213,11 +213,9 @@ def write_attribution(root: Path, styles: Sequence[str], size: int) -> None:
 # --- folders ---------------------------------------------------------------------------------
 
 
-def check_languages(emojibase: Path, langs: Sequence[str]) -> None:
-    available = available_languages(emojibase)
-    unknown = sorted(set(langs) - set(available))
-    if unknown:
-        raise MarbleError(f"unknown emoji languages {unknown}; available: {', '.join(available)}")
+def check_size(size: int) -> None:
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise MarbleError(f"--size must be {MIN_SIZE} to {MAX_SIZE} pixels, got {size}")
 
 
 def default_holdout_dir(out_dir: Path, holdout_dir: Path | None) -> Path:
@@ -258,7 +256,4 @@ def publish(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-__all__ = [
-    "StyleCount", "EmojiBuildSummary", "build_emoji_dataset", "build_from_tarballs", "build_from_sources",
-    "default_holdout_dir",
-]
+__all__ = ["build_emoji_dataset", "build_from_tarballs", "build_from_sources", "default_holdout_dir"]
