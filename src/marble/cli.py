@@ -50,7 +50,7 @@ def _train_parser(commands) -> None:
     train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
     train.add_argument("--out", type=Path, help="eval-clip only: folder to write the evaluation CLIP to")
     train.add_argument("--seed", type=int, help="eval-clip only: its training seed (default 1; the run's CLIP uses 0)")
-    train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default) or tiny")
+    train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default), emoji4 (four styles, 128 px) or tiny")
     train.add_argument("--text-encoder", choices=["clip", "minilm"], help="train a CLIP (default) or use frozen MiniLM")
     train.add_argument("--steps", type=int, help="override training steps of the stage(s)")
     train.add_argument("--batch-size", type=int, help="override batch size of the stage(s)")
