@@ -6,8 +6,9 @@ import pytest
 from PIL import Image
 
 from marble.data.emoji import build_emoji_dataset, build_from_sources
+from marble.data.emoji.fluent3d import shown_hexcode
 from marble.data.emoji.npm import tarball_name
-from marble.data.emoji.source import NOT_IN_PACKAGE, UNREADABLE, to_square_rgb
+from marble.data.emoji.source import NOT_IN_PACKAGE, UNREADABLE, index_members, to_square_rgb
 from marble.data.emoji.styles import parse_styles
 from marble.errors import MarbleError
 
@@ -74,6 +75,21 @@ def test_to_square_rgb_centres_on_white_then_resizes():
     assert square.getpixel((10, 1)) == WHITE and square.getpixel((10, 10)) == BLUE
     same = Image.new("RGB", (24, 24), GREEN)
     assert to_square_rgb(same, 24).tobytes() == same.tobytes()  # already right: untouched
+
+
+def test_fluent_skin_tones_crossed_in_the_package_are_filed_back():
+    names = [f"package/assets/{code}.webp" for code in (
+        "1f44b-1f3fc", "1f44b-1f3fd", "1f44b-1f3fe", "1f46b-1f3fc", "1f6b5-1f3fb", "2764-fe0f",
+    )] + ["package/assets/1f44b-1f3fd-fe0f.webp", "package/README.md", "package/assets/sub/1f98a.webp"]
+    assert index_members(names, "package/assets/", ".webp", shown_hexcode) == {
+        "1f44b-1f3fd": "package/assets/1f44b-1f3fc.webp",  # medium-light and medium swap back
+        "1f44b-1f3fc": "package/assets/1f44b-1f3fd-fe0f.webp",  # first name of a duplicate code wins
+        "1f44b-1f3fe": "package/assets/1f44b-1f3fe.webp",
+        "1f46b-1f3fc": "package/assets/1f46b-1f3fc.webp",  # filed right in the package: kept
+        "2764": "package/assets/2764-fe0f.webp",
+    }  # mountain biking's unordered tones are left out
+    assert shown_hexcode("1f9d1-1f3fd-200d-1f4bb") == "1f9d1-1f3fd-200d-1f4bb"
+    assert shown_hexcode("1f469-1f3fc-200d-1f692") == "1f469-1f3fd-200d-1f692"
 
 
 def test_style_names_are_checked():

@@ -48,13 +48,20 @@ def to_square_rgb(image: Image.Image, size: int) -> Image.Image:
     return square if square.size == (size, size) else square.resize((size, size), RESAMPLING)
 
 
-def index_members(names: Sequence[str], folder: str, suffix: str) -> dict[str, str]:
-    """hexcode -> member name of each `folder/<code><suffix>`; the first name wins a duplicate code."""
+def index_members(
+    names: Sequence[str], folder: str, suffix: str, recode: Callable[[str], str | None] = lambda code: code
+) -> dict[str, str]:
+    """hexcode -> member name of each `folder/<code><suffix>`; the first name wins a duplicate code.
+
+    `recode` maps a normalised code to the emoji the file really shows (None: leave it out).
+    """
     found: dict[str, str] = {}
     for name in sorted(names):
         stem = name.removeprefix(folder)
         if name.startswith(folder) and stem.endswith(suffix) and "/" not in stem:
-            found.setdefault(normalize_hexcode(stem.removesuffix(suffix)), name)
+            code = recode(normalize_hexcode(stem.removesuffix(suffix)))
+            if code is not None:
+                found.setdefault(code, name)
     return found
 
 
@@ -83,11 +90,14 @@ def decode_raster(data: bytes) -> Image.Image:
         return image.copy()
 
 
-def draw_tarball_folder(folder: str, suffix: str, decode: Callable[[bytes, int], Image.Image]):
+def draw_tarball_folder(
+    folder: str, suffix: str, decode: Callable[[bytes, int], Image.Image],
+    recode: Callable[[str], str | None] = lambda code: code,
+):
     """A `StyleSource.draw` for packages holding one `<hexcode><suffix>` per emoji; decode(data, size)."""
 
     def draw(tarball: Path, concepts: Sequence[Concept], size: int) -> Iterator[StyleImage]:
-        members = index_members(member_names(tarball), folder, suffix)
+        members = index_members(member_names(tarball), folder, suffix, recode)
         return draw_from_tarball(tarball, members, concepts, lambda data: decode(data, size))
 
     return draw
