@@ -178,7 +178,7 @@ def test_reusing_a_run_with_other_options_is_refused(trained, synthetic_dataset,
 
 def test_emoji_data_without_npm_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # an empty npm tarball cache
-    monkeypatch.setattr("marble.data.emoji.shutil.which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name: None)
     code = main(["data", "emoji", "--out", str(tmp_path / "emoji")])
     assert_one_line_error(capsys, code, "npm")
     assert not (tmp_path / "emoji").exists()

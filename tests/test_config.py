@@ -5,7 +5,7 @@ import pytest
 from marble.config import RunConfig, apply_override, from_dict, load_json, preset, save_json, to_dict
 
 
-@pytest.mark.parametrize("name", ["emoji", "tiny"])
+@pytest.mark.parametrize("name", ["emoji", "tiny", "emoji4"])
 def test_presets_round_trip_through_json(name, tmp_path):
     config = preset(name)
     save_json(config, tmp_path / "run.json")
@@ -43,3 +43,14 @@ def test_overrides_parse_by_field_type():
 def test_bad_overrides_name_the_key(bad, message):
     with pytest.raises(ValueError, match=message):
         apply_override(preset("tiny"), bad)
+
+
+def test_emoji4_preset_has_16x16_latents_at_128_px_and_leaves_emoji_alone():
+    from marble.autoencoder.model import downsampling_factor, latent_shape
+
+    emoji, emoji4 = preset("emoji"), preset("emoji4")
+    assert emoji == RunConfig()  # the existing preset did not move
+    assert emoji4.data.image_size == 128 and downsampling_factor(emoji4.autoencoder) == 8
+    assert latent_shape(emoji4.autoencoder, 128) == latent_shape(emoji.autoencoder, 64) == (4, 16, 16)
+    assert 128 // emoji4.text.patch_size == 64 // emoji.text.patch_size  # same CLIP patch grid
+    assert emoji4.unet.block_out_channels == emoji.unet.block_out_channels

@@ -28,9 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _data_parser(commands) -> None:
     data = commands.add_parser("data", help="build a training dataset").add_subparsers(dest="dataset", required=True)
-    emoji = data.add_parser("emoji", help="Twemoji images with emojibase captions, fetched with npm")
+    emoji = data.add_parser("emoji", help="emoji images (Twemoji and more styles) with emojibase captions")
     emoji.add_argument("--out", type=Path, default=Path("data/emoji"), help="dataset folder to write (default: data/emoji)")
     emoji.add_argument("--langs", default="en,zh,zh-hant,ja", help="caption languages, comma-separated")
+    emoji.add_argument("--styles", default="twitter",
+                       help="twitter, noto, fluent3d, openmoji, comma-separated (default twitter); "
+                            "with several, captions name the style: 'fox, 3d style'")
+    emoji.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    emoji.add_argument("--holdout", default="", metavar="CONCEPT:STYLE,...",
+                       help="pairs kept out of training, e.g. 1f98a:fluent3d or fox:noto (written to --holdout-out)")
+    emoji.add_argument("--holdout-out", type=Path, help="folder for the held-out pairs (default: OUT-holdout)")
     emoji.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     emoji.set_defaults(handler=run_data_emoji)
     _data_shard_parser(data)
@@ -55,7 +62,7 @@ def _train_parser(commands) -> None:
     train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
     train.add_argument("--out", type=Path, help="eval-clip only: folder to write the evaluation CLIP to")
     train.add_argument("--seed", type=int, help="eval-clip only: its training seed (default 1; the run's CLIP uses 0)")
-    train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default) or tiny")
+    train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default), emoji4 (four styles, 128 px) or tiny")
     train.add_argument("--text-encoder", choices=["clip", "minilm"], help="train a CLIP (default) or use frozen MiniLM")
     train.add_argument("--steps", type=int, help="override training steps of the stage(s)")
     train.add_argument("--batch-size", type=int, help="override batch size of the stage(s)")
@@ -135,12 +142,12 @@ def _eval_parser(commands) -> None:
 
 
 def run_data_emoji(args) -> None:
-    from marble.data.emoji import build_emoji_dataset
+    from marble.data.emoji import build_emoji_dataset, summary_lines
 
     langs = tuple(code.strip() for code in args.langs.split(",") if code.strip())
-    summary = build_emoji_dataset(args.out, langs=langs, overwrite=args.overwrite)
-    print(f"wrote {summary.count} images with captions in {', '.join(summary.langs)} to {summary.out_dir} "
-          f"({summary.seconds:.1f} s)")
+    summary = build_emoji_dataset(args.out, langs=langs, overwrite=args.overwrite, styles=args.styles,
+                                  size=args.size, holdout=args.holdout, holdout_dir=args.holdout_out)
+    print("\n".join(summary_lines(summary)))
 
 
 def run_data_shard(args) -> None:

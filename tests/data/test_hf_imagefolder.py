@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marble.data.emoji import write_metadata
+from marble.data.emoji.build import write_metadata
 from marble.data.folder import load_image_folder
 from marble.data.shards import write_shards
 

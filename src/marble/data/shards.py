@@ -24,7 +24,7 @@ from typing import Container, Iterable, Iterator
 import torch
 from PIL import Image
 
-from marble.data.emoji import check_out_dir, publish
+from marble.data.output_folder import check_out_dir, publish
 from marble.data.folder import Captions, MetadataEntry, SkipReport, iter_image_folder, square_image, square_pixels
 from marble.errors import MarbleError
 
