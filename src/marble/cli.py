@@ -179,7 +179,8 @@ def run_train(args) -> None:
     if args.run is None:
         raise MarbleError(f"`marble train {args.stage}` needs --run RUN (the run folder to train into)")
     if args.out is not None or args.seed is not None:
-        raise MarbleError("--out and --seed are options of `marble train eval-clip` and `lora`; use --set text.train.seed=N here")
+        raise MarbleError("--out and --seed are options of `marble train eval-clip` and `lora`; "
+                          "use --set text.train.seed=N here")
     config, stages = configured_run(args)
     train_stages(stages, config, args.data, args.run, progress=not args.no_progress)
 

@@ -26,7 +26,7 @@ from marble.text.encoders import ClipTextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, write_json
 from marble.training.data import load_training_data
 from marble.training.loop import Objective, Stage, train_stage
-from marble.training.unet_stage import ContextFn, denoising_loss, prepare_inputs
+from marble.training.unet_stage import ContextFn, UNetInputs, denoising_loss, prepare_inputs
 
 ADAPTER = "default"  # the peft adapter name while training; saved files do not carry it
 TRAINING_DIR = "training"
@@ -111,6 +111,14 @@ def inject_adapters(unet: UNet2DConditionModel, encoder: ClipTextEncoder | None,
     return LoraTrainee(unet, encoder)
 
 
+def lora_stage(trainee: LoraTrainee, inputs: UNetInputs, run_config: RunConfig) -> Stage:
+    """The U-Net stage's objective, training only the adapters (no EMA: they are small and few steps)."""
+    encoder = trainee.text_encoder
+    contexts = live_contexts(encoder, inputs.captions.texts) if encoder is not None else None
+    objective = Objective("lora", trainee, denoising_loss(inputs, run_config, contexts))
+    return Stage("lora", [objective], dataset_size=len(inputs.latent_mean))
+
+
 def load_base(layout: RunLayout, config: LoraConfig) -> tuple[UNet2DConditionModel, ClipTextEncoder | None]:
     unet = UNet2DConditionModel.from_pretrained(layout.unet)
     if not config.text_encoder:
@@ -132,10 +140,7 @@ def train_lora(base: Path, data_dir: Path, out_dir: Path, config: LoraConfig, pr
     parts = {"unet": unet} if encoder is None else {"unet": unet, "text_encoder": encoder.text_model}
     fingerprints = {part: weights_fingerprint(module) for part, module in parts.items()}
     inputs = prepare_inputs(layout, data, progress)
-    trainee = inject_adapters(unet, encoder, config)
-    contexts = live_contexts(encoder, inputs.captions.texts) if encoder is not None else None
-    objective = Objective("lora", trainee, denoising_loss(inputs, run_config, contexts))
-    summary = train_stage(Stage("lora", [objective], dataset_size=len(inputs.latent_mean)), config.train,
+    summary = train_stage(lora_stage(inject_adapters(unet, encoder, config), inputs, run_config), config.train,
                           training_dir, progress)
     weights = {part: lora_weights(module, ADAPTER) for part, module in parts.items()}
     targets = {"unet": list(UNET_TARGETS), "text_encoder": list(TEXT_TARGETS)}
@@ -164,4 +169,4 @@ def size_summary(weights: dict[str, dict[str, torch.Tensor]], unet: torch.nn.Mod
             "unet_to_adapter_parameters": round(unet_parameters / adapter_parameters, 1)}
 
 
-__all__ = ["LoraConfig", "LoraTrainee", "train_lora", "live_contexts"]
+__all__ = ["LoraConfig", "LoraTrainee", "train_lora", "lora_stage", "inject_adapters", "load_base", "trained_run"]
