@@ -12,7 +12,7 @@ from marble.errors import MarbleError
 from marble.export.merged_run import MERGE_RECORD, merge_adapter_into_run
 from marble.export.run_folder import export_run_folder
 from marble.finetune.adapter import load_adapter, parse_lora_option
-from marble.finetune.apply import apply_adapters
+from marble.finetune.apply import apply_adapters, rescale_adapters
 from marble.finetune.lora import has_lora
 from marble.pipeline import GenerationRequest, MarblePipeline
 
@@ -48,6 +48,15 @@ def test_each_adapter_changes_the_images_and_two_combine(tiny_run, unet_adapter,
     for images in (unet_only, text_only, both):
         assert (images.int() - base_images.int()).abs().max() > 2
     assert not torch.equal(both, unet_only) and not torch.equal(both, text_only)
+
+
+def test_rescaling_to_zero_gives_the_base_and_back_gives_the_adapter(tiny_run, unet_adapter, text_adapter, base_images):
+    pipeline = adapted(tiny_run, (unet_adapter, 1.0), (text_adapter, 1.0))
+    both = pipeline.generate(REQUEST).images
+    rescale_adapters(pipeline.unet, pipeline.text_encoder, [0.0, 0.0])
+    assert torch.equal(pipeline.generate(REQUEST).images, base_images)
+    rescale_adapters(pipeline.unet, pipeline.text_encoder, [1.0, 1.0])
+    assert torch.equal(pipeline.generate(REQUEST).images, both)
 
 
 def test_a_merged_run_equals_the_base_with_the_adapter_at_that_scale(tiny_run, text_adapter, tmp_path):

@@ -25,7 +25,7 @@ class StyleProbe:
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """(N, D) features -> (N,) log-odds of class 1."""
-        return ((features - self.mean) / self.std) @ self.weight + self.bias
+        return ((features.float() - self.mean) / self.std) @ self.weight + self.bias
 
     def is_second(self, features: torch.Tensor) -> torch.Tensor:
         """(N,) bool: classified as names[1]."""

@@ -48,11 +48,18 @@ def apply_adapters(unet: UNet2DConditionModel, text_encoder: TextEncoder | None,
         for part, weights in adapter.weights.items():
             add_lora(parts[part], f"lora{k}", record.rank, record.alpha, tuple(record.targets[part]))
             load_lora_weights(parts[part], f"lora{k}", weights, str(adapter.path))
-    for part, module in parts.items():
-        scales = {f"lora{k}": scale for k, (adapter, scale) in enumerate(adapters) if part in adapter.weights}
-        if scales:
-            set_lora_scales(module, scales)
-            module.requires_grad_(False)  # inference only: injection marked the adapters trainable
+    for module in parts.values():
+        module.requires_grad_(False)  # inference only: injection marked the adapters trainable
+    rescale_adapters(unet, text_encoder, [scale for _, scale in adapters])
 
 
-__all__ = ["apply_adapters", "adaptable_parts", "check_base"]
+def rescale_adapters(unet: UNet2DConditionModel, text_encoder: TextEncoder | None, scales: Sequence[float]) -> None:
+    """Set adapter k (as attached by apply_adapters) to scales[k], in every part it adapts."""
+    for module in adaptable_parts(unet, text_encoder).values():
+        attached = getattr(module, "peft_config", {})
+        chosen = {f"lora{k}": scale for k, scale in enumerate(scales) if f"lora{k}" in attached}
+        if chosen:
+            set_lora_scales(module, chosen)
+
+
+__all__ = ["apply_adapters", "rescale_adapters", "adaptable_parts", "check_base"]
