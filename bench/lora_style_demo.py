@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=100, help="held-out captions generated per scale")
     parser.add_argument("--seen-prompts", type=int, default=50, help="LoRA-training captions generated per scale")
     parser.add_argument("--scales", default="0.5,1", help="LoRA scales to measure besides 0 (the base)")
-    parser.add_argument("--steps", type=int, default=500, help="LoRA training steps")
+    parser.add_argument("--steps", type=int, default=1000, help="LoRA training steps at --batch-size")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rank", type=int, default=8)
