@@ -45,7 +45,7 @@ def _train_parser(commands) -> None:
     train.add_argument("--data", type=Path, required=True, help="image folder (metadata.jsonl or .txt captions)")
     train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
     train.add_argument("--out", type=Path, help="eval-clip, lora: folder to write the evaluation CLIP or the adapter to")
-    train.add_argument("--seed", type=int, help="eval-clip, lora: training seed (eval-clip default 1, the run's CLIP uses 0)")
+    train.add_argument("--seed", type=int, help="eval-clip, lora: training seed (eval-clip default 1)")
     train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default) or tiny")
     train.add_argument("--text-encoder", choices=["clip", "minilm"], nargs="?", const=True,
                        help="train a CLIP (default) or use frozen MiniLM; lora: no value, also adapt the text tower")

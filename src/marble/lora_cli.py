@@ -69,8 +69,8 @@ def run_train_lora(args) -> None:
     summary = train_lora(resolve_model(args.base), args.data, args.out, lora_config(args), progress=not args.no_progress)
     print(f"lora: {summary['steps']} steps, final loss {summary['final'].get('lora/loss')}; adapter "
           f"{summary['adapter_bytes'] / 1e3:.0f} kB ({summary['adapter_parameters']:,} parameters) beside the U-Net's "
-          f"{summary['unet_bytes'] / 1e6:.1f} MB ({summary['unet_parameters']:,}): 1/{summary['unet_to_adapter_parameters']:g} "
-          f"of its parameters; wrote {args.out}")
+          f"{summary['unet_bytes'] / 1e6:.1f} MB ({summary['unet_parameters']:,}): "
+          f"1/{summary['unet_to_adapter_parameters']:g} of its parameters; wrote {args.out}")
 
 
 def read_lora_options(texts: list[str]):

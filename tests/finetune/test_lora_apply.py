@@ -1,4 +1,4 @@
-"""Applying saved adapters to a loaded run: scale 0 is the base, two combine, merging changes nothing, bad input is refused."""
+"""Applying saved adapters to a run: scale 0 is the base, two combine, merging changes nothing, bad input is refused."""
 
 import json
 import shutil
@@ -66,7 +66,8 @@ def test_a_merged_run_equals_the_base_with_the_adapter_at_that_scale(tiny_run, t
     merged_context = merged.text_encoder.encode(PROMPTS).context
     torch.testing.assert_close(merged_context, reference.text_encoder.encode(PROMPTS).context, rtol=0, atol=1e-4)
     config = merged.unet.config
-    x = torch.randn(3, config.in_channels, config.sample_size, config.sample_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, config.in_channels, config.sample_size, config.sample_size,
+                    generator=torch.Generator().manual_seed(0))
     t = torch.tensor([5, 300, 900])
     with torch.no_grad():
         merged_eps = merged.unet(x, t, encoder_hidden_states=merged_context).sample

@@ -77,7 +77,8 @@ def load_adapter(path: Path) -> LoraAdapter:
                               f"{' or '.join(record.targets)}")
         weights.setdefault(part, {})[layer] = value
     if set(weights) != set(record.targets):
-        raise MarbleError(f"{directory}: {RECORD_FILE} names {sorted(record.targets)} but the weights cover {sorted(weights)}")
+        raise MarbleError(f"{directory}: {RECORD_FILE} names {sorted(record.targets)} "
+                          f"but the weights cover {sorted(weights)}")
     return LoraAdapter(directory, record, weights)
 
 
@@ -107,7 +108,8 @@ def parse_lora_option(text: str) -> tuple[Path, float]:
         try:
             scale = float(scale_text)
         except ValueError:
-            raise MarbleError(f"--lora {text!r}: the scale after ':' must be a number, e.g. {path or 'ADAPTER'}:0.8") from None
+            example = f"{path or 'ADAPTER'}:0.8"
+            raise MarbleError(f"--lora {text!r}: the scale after ':' must be a number, e.g. {example}") from None
     if not path:
         raise MarbleError(f"--lora {text!r}: give the adapter folder, e.g. adapters/noto:0.8")
     if not math.isfinite(scale):

@@ -135,8 +135,8 @@ def train_lora(base: Path, data_dir: Path, out_dir: Path, config: LoraConfig, pr
     out_dir = Path(out_dir)
     layout, run_config = trained_run(base)
     data = load_training_data(data_dir, run_config.data, progress)  # bad data fails before OUT is made
-    training_dir = open_training_dir(out_dir, config)
     unet, encoder = load_base(layout, config)
+    training_dir = open_training_dir(out_dir, config)
     parts = {"unet": unet} if encoder is None else {"unet": unet, "text_encoder": encoder.text_model}
     fingerprints = {part: weights_fingerprint(module) for part, module in parts.items()}
     inputs = prepare_inputs(layout, data, progress)
