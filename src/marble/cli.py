@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from marble import lora_cli
 from marble.errors import MarbleError
 
 DEFAULT_MODEL = "reference"  # the emoji model shipped inside the package
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(commands)
     _serve_parser(commands)
     _eval_parser(commands)
+    lora_cli.add_lora_parser(commands)
     return parser
 
 
@@ -55,21 +57,25 @@ def _data_shard_parser(data) -> None:
 
 def _train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a stage (or all of them) on an image folder")
-    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip"],
-                       help="eval-clip: the separate CLIP that `marble eval` grades with (writes --out, not a run)")
+    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip", "lora"],
+                       help="eval-clip: the separate CLIP that `marble eval` grades with (writes --out, not a run); "
+                            "lora: adapters for the run --base (writes --out)")
     train.add_argument("--data", type=Path, required=True,
                        help="image folder (metadata.jsonl or .txt captions), or shards from `marble data shard`")
     train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
-    train.add_argument("--out", type=Path, help="eval-clip only: folder to write the evaluation CLIP to")
-    train.add_argument("--seed", type=int, help="eval-clip only: its training seed (default 1; the run's CLIP uses 0)")
-    train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default), emoji4 (four styles, 128 px) or tiny")
-    train.add_argument("--text-encoder", choices=["clip", "minilm"], help="train a CLIP (default) or use frozen MiniLM")
+    train.add_argument("--out", type=Path, help="eval-clip, lora: folder to write the evaluation CLIP or the adapter to")
+    train.add_argument("--seed", type=int, help="eval-clip, lora: training seed (eval-clip default 1)")
+    train.add_argument("--preset", default="emoji",
+                       help="configuration preset: emoji (default), emoji4 (four styles, 128 px) or tiny")
+    train.add_argument("--text-encoder", choices=["clip", "minilm"], nargs="?", const=True,
+                       help="train a CLIP (default) or use frozen MiniLM; lora: no value, also adapt the text tower")
     train.add_argument("--steps", type=int, help="override training steps of the stage(s)")
     train.add_argument("--batch-size", type=int, help="override batch size of the stage(s)")
     train.add_argument("--lr", type=float, help="override learning rate of the stage(s)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="change any config field, e.g. unet.prediction_type=v_prediction (repeatable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    lora_cli.add_train_options(train)
     train.set_defaults(handler=run_train)
 
 
@@ -87,6 +93,7 @@ def _generate_parser(commands) -> None:
     generate.add_argument("--preview", type=int, default=0, metavar="K",
                           help="also write the predicted clean image every K steps as a strip and a GIF")
     generate.add_argument("--zoom", type=int, default=4, help="enlarge grids by this factor (pixels stay crisp)")
+    lora_cli.add_generate_options(generate)
     generate.set_defaults(handler=run_generate)
 
 
@@ -169,28 +176,39 @@ def configured_run(args):
         raise MarbleError(str(error)) from None
     if args.text_encoder:
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, kind=args.text_encoder))
-    options = {"steps": ("--steps", args.steps), "batch_size": ("--batch-size", args.batch_size),
-               "learning_rate": ("--lr", args.lr)}  # TrainConfig field -> (option the user typed, value)
-    overrides = {name: value for name, (_, value) in options.items() if value is not None}
-    for name, value in overrides.items():
-        if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
-            raise MarbleError(f"{options[name][0]} must be positive, got {value}")
+    overrides = train_overrides(args)
     stages = ["text", "autoencoder", "unet"] if args.stage == "all" else [args.stage]
     for stage in stages:
         config = dataclasses.replace(config, **{stage: replace_train(getattr(config, stage), **overrides)})
     return config, stages
 
 
+def train_overrides(args) -> dict:
+    """TrainConfig fields changed by --steps, --batch-size, --lr; each must be positive."""
+    options = {"steps": ("--steps", args.steps), "batch_size": ("--batch-size", args.batch_size),
+               "learning_rate": ("--lr", args.lr)}  # TrainConfig field -> (option the user typed, value)
+    overrides = {name: value for name, (_, value) in options.items() if value is not None}
+    for name, value in overrides.items():
+        if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
+            raise MarbleError(f"{options[name][0]} must be positive, got {value}")
+    return overrides
+
+
 def run_train(args) -> None:
     from marble.training.run import train_stages
 
+    if args.stage == "lora":
+        lora_cli.run_train_lora(args)
+        return
+    lora_cli.reject_lora_options(args)
     if args.stage == "eval-clip":
         run_train_eval_clip(args)
         return
     if args.run is None:
         raise MarbleError(f"`marble train {args.stage}` needs --run RUN (the run folder to train into)")
     if args.out is not None or args.seed is not None:
-        raise MarbleError("--out and --seed are options of `marble train eval-clip`; use --set text.train.seed=N here")
+        raise MarbleError("--out and --seed are options of `marble train eval-clip` and `lora`; "
+                          "use --set text.train.seed=N here")
     config, stages = configured_run(args)
     train_stages(stages, config, args.data, args.run, progress=not args.no_progress)
 
@@ -210,7 +228,9 @@ def run_generate(args) -> None:
     request = GenerationRequest(args.prompt, args.negative_prompt, args.steps, args.guidance, args.sampler,
                                 args.seed, args.num_images, args.preview)
     request.validate()  # before loading any weights: bad arguments fail fast
+    adapters = lora_cli.read_lora_options(args.lora)
     pipeline = MarblePipeline.load(resolve_model(args.model))
+    lora_cli.apply_lora_options(pipeline, adapters)
     for path in generate_to_folder(pipeline, request, args.out, args.zoom):
         print(f"wrote {path}")
 

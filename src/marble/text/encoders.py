@@ -82,6 +82,10 @@ class ClipTextEncoder(torch.nn.Module):
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> TextEncoding:
+        return self(prompts)
+
+    def forward(self, prompts: Sequence[str]) -> TextEncoding:
+        """`encode` with gradients, for fine-tuning adapters on the text tower (LoRA)."""
         check_prompts(prompts)
         tokens = tokenize_prompts(self.tokenizer, prompts)
         device = self.text_model.device

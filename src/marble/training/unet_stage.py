@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from diffusers import AutoencoderKL
@@ -26,7 +26,7 @@ from marble.text.encoders import TextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
 from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
-from marble.training.loop import Objective, Stage, train_stage
+from marble.training.loop import LossFn, Objective, Stage, train_stage
 
 CACHE_BATCH = 128
 
@@ -78,10 +78,28 @@ def prepare_inputs(layout: RunLayout, data: TrainingData, progress: bool) -> UNe
                       encoder.encode([""]).context[0], captions)
 
 
-def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None) -> Stage:
+ContextFn = Callable[[list[int], torch.Tensor], torch.Tensor]  # (caption rows, (B,) dropped) -> (B, L, D)
+
+
+def cached_contexts(inputs: UNetInputs) -> ContextFn:
+    """Contexts from the frozen text encoder's cache; dropped captions get the "" prompt's context."""
+
+    def contexts(rows: list[int], dropped: torch.Tensor) -> torch.Tensor:
+        return torch.where(dropped[:, None, None], inputs.empty_context, inputs.contexts[rows])
+
+    return contexts
+
+
+def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | None = None) -> LossFn:
+    """The DDPM objective over cached latents for any noise predictor `model(x_t, t, encoder_hidden_states=)`.
+
+    `contexts` supplies the text contexts (default: the cache); a LoRA stage that adapts the text
+    encoder passes one that encodes the captions live.
+    """
     schedule = NoiseSchedule.from_unet_config(config.unet)
     settings = config.unet
     latent_shape = tuple(inputs.latent_mean.shape[1:])
+    contexts = contexts or cached_contexts(inputs)
 
     def loss(model, batch):
         idx, draw = batch.indices, batch.random
@@ -89,16 +107,19 @@ def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_
         t = draw.randint(schedule.num_train_timesteps)
         noise = draw.randn(*latent_shape)
         rows = inputs.captions.pick(idx, draw.choice(inputs.captions.counts(idx)))
-        dropped = (draw.rand() < settings.caption_dropout)[:, None, None]  # unconditional: enables guidance
-        context = torch.where(dropped, inputs.empty_context, inputs.contexts[rows])
-        prediction = model(schedule.q_sample(x0, t, noise), t, encoder_hidden_states=context).sample
+        dropped = draw.rand() < settings.caption_dropout  # (B,) unconditional: enables guidance
+        prediction = model(schedule.q_sample(x0, t, noise), t, encoder_hidden_states=contexts(rows, dropped)).sample
         target = training_target(settings.prediction_type, x0, noise, t, schedule)
         weights = min_snr_weights(t, schedule, settings.min_snr_gamma, settings.prediction_type)
         value = diffusion_loss(prediction.float(), target, weights)
         return value, {"loss": value.item()}
 
-    return Stage("unet", [Objective("unet", unet, loss)], dataset_size=len(inputs.latent_mean),
-                 ema_decay=settings.ema_decay, on_sample=on_sample)
+    return loss
+
+
+def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None) -> Stage:
+    return Stage("unet", [Objective("unet", unet, denoising_loss(inputs, config))], dataset_size=len(inputs.latent_mean),
+                 ema_decay=config.unet.ema_decay, on_sample=on_sample)
 
 
 def scheduler_for(config: RunConfig):
