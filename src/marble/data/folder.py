@@ -12,7 +12,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class SkipReport:
         return f"skipped {self.total} {noun}: {parts} (e.g. {shown})"
 
 
-class _Skip(Exception):
+class UnusableImage(Exception):
     """One image that cannot be used; `reason` is one of SKIP_REASONS."""
 
     def __init__(self, reason: str):
@@ -186,23 +186,23 @@ def flatten_on_white(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
-def pad_to_square(image: Image.Image) -> Image.Image:
-    """Centre the image on a white square so resizing keeps its aspect ratio."""
+def pad_to_square(image: Image.Image, fill: int | tuple[int, ...] = (255, 255, 255)) -> Image.Image:
+    """Centre the image on a square of `fill` (white) so resizing keeps its aspect ratio."""
     width, height = image.size
     if width == height:
         return image
     side = max(width, height)
-    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square = Image.new(image.mode, (side, side), fill)
     square.paste(image, ((side - width) // 2, (side - height) // 2))
     return square
 
 
 def load_rgb_square(path: Path, image_size: int, max_image_bytes: int) -> torch.Tensor:
-    """(3, S, S) uint8 tensor of one image file, or _Skip with the reason it cannot be used."""
+    """(3, S, S) uint8 tensor of one image file, or UnusableImage with the reason it cannot be used."""
     if not path.is_file():
-        raise _Skip("missing file")
+        raise UnusableImage("missing file")
     if path.stat().st_size > max_image_bytes:
-        raise _Skip("oversized")
+        raise UnusableImage("oversized")
     image = pad_to_square(_decode_on_white(path))
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BICUBIC)
@@ -210,25 +210,31 @@ def load_rgb_square(path: Path, image_size: int, max_image_bytes: int) -> torch.
 
 
 def _decode_on_white(path: Path) -> Image.Image:
+    return flatten_on_white(decode_image(path))
+
+
+def decode_image(source: Path | BinaryIO, formats: tuple[str, ...] | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """One image decoded in full, decompression bombs refused from the header; else UnusableImage(reason)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source, formats=formats) as image:
                 width, height = image.size  # from the header, before any pixel is decoded
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise _Skip("oversized")
+                if width * height > max_pixels:
+                    raise UnusableImage("oversized")
                 image.load()
-                return flatten_on_white(image)
-    except _Skip:
+                return image
+    except UnusableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _Skip("oversized") from None
+        raise UnusableImage("oversized") from None
     except UnidentifiedImageError:
-        raise _Skip("not an image") from None
+        raise UnusableImage("not an image") from None
     except OSError as error:
-        raise _Skip("truncated" if "truncated" in str(error).lower() else "unreadable") from None
+        raise UnusableImage("truncated" if "truncated" in str(error).lower() else "unreadable") from None
     except Exception:  # decoders raise assorted types (SyntaxError, ValueError, ...) on corrupt data
-        raise _Skip("unreadable") from None
+        raise UnusableImage("unreadable") from None
 
 
 # --- the folder -------------------------------------------------------------------------------
@@ -250,7 +256,7 @@ def load_image_folder(
     for name in tqdm(sorted(captions), desc=f"loading {root.name}", unit="img", disable=not progress):
         try:
             images.append(load_rgb_square(root / name, image_size, max_image_bytes))
-        except _Skip as skip:
+        except UnusableImage as skip:
             report.add(skip.reason, name)
             continue
         kept_names.append(name)

@@ -105,7 +105,7 @@ def _api(workers: dict[str, ModelWorker], registry: JobRegistry, settings: Serve
     def job_status(job: Job = Depends(known_job)):
         now = job.snapshot()
         return JobStatus(id=job.id, model=job.model, state=now.state.value, position=workers[job.model].position(job),
-                         step=now.step, total=now.total, request=dict(job.request.__dict__),
+                         step=now.step, total=now.total, request=job.request.settings(),
                          images=image_links(job, now.image_ids), error=now.error, seconds=now.seconds)
 
     @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,
