@@ -205,6 +205,8 @@ def run_generate(args) -> None:
     pipeline = MarblePipeline.load(resolve_model(args.model))
     if args.resize:
         request = dataclasses.replace(request, edit=edit.resized(pipeline.image_size))
+    if request.edit is not None:
+        request.edit.check_size(pipeline.image_size)  # before any output file or progress bar
     for path in generate_to_folder(pipeline, request, args.out, args.zoom):
         print(f"wrote {path}")
 
