@@ -118,6 +118,7 @@ def test_a_truncated_file_is_a_clear_error():
 @pytest.mark.parametrize("inputs, field", [
     (dict(mask=b"png"), "mask"),
     (dict(strength=0.5), "strength"),
+    (dict(strength=0), "strength"),
     (dict(paste_unmasked=True), "paste_unmasked"),
 ])
 def test_edit_options_without_a_source_image_are_errors(inputs, field):

@@ -70,7 +70,8 @@ class ImageEdit:
         if self.mask is None:
             return replace(self, image=image)
         mask = pad_to_square(Image.fromarray(self.mask.numpy().astype(np.uint8) * 255, "L"), fill=0)
-        return replace(self, image=image, mask=_bool_mask(mask.resize((image_size, image_size), Image.Resampling.NEAREST)))
+        mask = mask.resize((image_size, image_size), Image.Resampling.NEAREST)
+        return replace(self, image=image, mask=_bool_mask(mask))
 
     def composite(self, images: torch.Tensor) -> torch.Tensor:
         """(n, 3, H, W) uint8 results with the source's unmasked pixels pasted in, if asked."""
@@ -89,8 +90,8 @@ def make_edit(image: Path | bytes | None, strength: float | None = None, mask: P
               max_pixels: int = MAX_IMAGE_PIXELS) -> ImageEdit | None:
     """The request's edit from image files (CLI) or bytes (server), or None for plain text-to-image."""
     if image is None:
-        given = [name for name, value in (("mask", mask), ("strength", strength), ("paste_unmasked", paste_unmasked))
-                 if value not in (None, False)]
+        options = {"mask": mask, "strength": strength, "paste_unmasked": paste_unmasked or None}
+        given = [name for name, value in options.items() if value is not None]  # strength 0 counts as given
         if given:
             raise MarbleError(f"{given[0]}: needs init_image, the source image to edit")
         return None
