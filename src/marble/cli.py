@@ -94,7 +94,22 @@ def _generate_parser(commands) -> None:
                           help="also write the predicted clean image every K steps as a strip and a GIF")
     generate.add_argument("--zoom", type=int, default=4, help="enlarge grids by this factor (pixels stay crisp)")
     lora_cli.add_generate_options(generate)
+    _edit_arguments(generate)
     generate.set_defaults(handler=run_generate)
+
+
+def _edit_arguments(generate) -> None:
+    """img2img and inpainting (docs/editing.md)."""
+    generate.add_argument("--init-image", type=Path, metavar="IMG",
+                          help="img2img (SDEdit): start from this PNG/JPEG, noised to --strength, instead of pure noise")
+    generate.add_argument("--strength", type=float,
+                          help="0-1: how far the source is noised before denoising (default 0.8; 1.0 with --mask)")
+    generate.add_argument("--mask", type=Path, metavar="MASK",
+                          help="inpainting: white repaints, black (or transparent) keeps; same size as --init-image")
+    generate.add_argument("--paste-unmasked", action="store_true",
+                          help="copy the source's pixels outside the mask into the result (exact; may show a seam)")
+    generate.add_argument("--resize", action="store_true",
+                          help="pad and scale --init-image/--mask to the model's size (otherwise another size is an error)")
 
 
 def _export_parser(commands) -> None:
@@ -222,15 +237,23 @@ def resolve_model(model: str) -> Path:
 
 
 def run_generate(args) -> None:
+    from marble.editing import make_edit
     from marble.generate_files import generate_to_folder
     from marble.pipeline import GenerationRequest, MarblePipeline
 
+    if args.resize and args.init_image is None:
+        raise MarbleError("--resize applies to --init-image and --mask; give --init-image")
+    edit = make_edit(args.init_image, args.strength, args.mask, args.paste_unmasked)
     request = GenerationRequest(args.prompt, args.negative_prompt, args.steps, args.guidance, args.sampler,
-                                args.seed, args.num_images, args.preview)
+                                args.seed, args.num_images, args.preview, edit)
     request.validate()  # before loading any weights: bad arguments fail fast
     adapters = lora_cli.read_lora_options(args.lora)
     pipeline = MarblePipeline.load(resolve_model(args.model))
     lora_cli.apply_lora_options(pipeline, adapters)
+    if args.resize:
+        request = dataclasses.replace(request, edit=edit.resized(pipeline.image_size))
+    if request.edit is not None:
+        request.edit.check_size(pipeline.image_size)  # before any output file or progress bar
     for path in generate_to_folder(pipeline, request, args.out, args.zoom):
         print(f"wrote {path}")
 

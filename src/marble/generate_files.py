@@ -20,7 +20,7 @@ def slug(prompt: str, limit: int = 40) -> str:
 
 
 def settings_text(request: GenerationRequest) -> dict[str, str]:
-    return {"marble": json.dumps(request.__dict__, ensure_ascii=False)}
+    return {"marble": json.dumps(request.settings(), ensure_ascii=False)}
 
 
 def generate_to_folder(pipeline: MarblePipeline, request: GenerationRequest, out_dir: Path, zoom: int = 4) -> list[Path]:

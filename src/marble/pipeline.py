@@ -15,9 +15,11 @@ from typing import Callable
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from marble.autoencoder.model import model_to_images
+from marble.autoencoder.model import images_to_model, model_to_images
+from marble.diffusion.editing import edit_latents, latent_mask
 from marble.diffusion.samplers import SAMPLERS, make_scheduler
 from marble.diffusion.sampling import StepInfo, classifier_free_guidance, predict_x0, sample
+from marble.editing import ImageEdit
 from marble.errors import MarbleError
 from marble.layout import RunLayout
 from marble.text.encoders import TextEncoder, load_text_encoder
@@ -37,6 +39,7 @@ class GenerationRequest:
     seed: int = 0
     num_images: int = 1
     preview_every: int = 0  # 0: no previews; k: decode the predicted clean image every k steps
+    edit: ImageEdit | None = None  # img2img / inpainting from a source image; None: text-to-image
 
     def validate(self) -> None:
         """Raise MarbleError naming the first bad field."""
@@ -54,6 +57,16 @@ class GenerationRequest:
             raise MarbleError(f"guidance: must be between 0 and 50, got {self.guidance}")
         if self.sampler not in SAMPLERS:
             raise MarbleError(f"sampler: unknown {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.edit is not None:
+            if not isinstance(self.edit, ImageEdit):
+                raise MarbleError(f"edit: must be an ImageEdit, got {type(self.edit).__name__}")
+            self.edit.validate()
+
+    def settings(self) -> dict:
+        """The fields as JSON-safe values (PNG metadata, job status); an edit is summarised, not its pixels."""
+        fields = dict(self.__dict__)
+        edit = fields.pop("edit")
+        return fields if edit is None else {**fields, "edit": edit.settings()}
 
 
 def _check_int(name: str, value, low: int, high: int) -> None:
@@ -108,6 +121,11 @@ class MarblePipeline:
         """Scaled latents (n, C, h, w) → uint8 images (n, 3, H, W)."""
         return model_to_images(self.vae.decode(latents / self.vae.config.scaling_factor).sample)
 
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (n, 3, H, W) → scaled latents (n, C, h, w): the posterior mean, as the U-Net was trained on."""
+        return self.vae.encode(images_to_model(images)).latent_dist.mean * self.vae.config.scaling_factor
+
     def contexts(self, request: GenerationRequest) -> torch.Tensor:
         """(n, L, D); (2n, L, D) when guiding: n negative contexts then n prompt contexts (diffusers' order)."""
         once = self.prompt_contexts([request.prompt], request.negative_prompt, request.guidance)
@@ -144,8 +162,20 @@ class MarblePipeline:
         generator = torch.Generator("cpu").manual_seed(request.seed)
         noise = torch.randn(self._latent_shape(request.num_images), generator=generator)
         on_step = self._step_callback(request, scheduler, on_preview, on_progress)
-        latents = sample(denoise, scheduler, noise, request.steps, generator, on_step)
-        return GenerationResult(self.decode(latents), request, time.perf_counter() - started)
+        if request.edit is None:
+            images = self.decode(sample(denoise, scheduler, noise, request.steps, generator, on_step))
+        else:
+            images = self._edited_images(request, denoise, scheduler, noise, generator, on_step)
+        return GenerationResult(images, request, time.perf_counter() - started)
+
+    def _edited_images(self, request: GenerationRequest, denoise, scheduler, noise, generator, on_step) -> torch.Tensor:
+        """img2img / inpainting from the request's source image (marble.diffusion.editing), (n, 3, H, W) uint8."""
+        edit = request.edit
+        edit.check_size(self.image_size)
+        source = self.encode(edit.image[None]).expand_as(noise)  # one source for the batch, (n, C, h, w)
+        mask = None if edit.mask is None else latent_mask(edit.mask, self.unet.config.sample_size)
+        latents = edit_latents(denoise, scheduler, source, noise, request.steps, edit.strength, generator, on_step, mask)
+        return edit.composite(self.decode(latents))
 
     @torch.no_grad()
     def generate_batch(self, prompts: list[str], seeds: list[int], steps: int = 30, guidance: float = 5.0,

@@ -12,7 +12,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ class SkipReport:
         return f"skipped {self.total} {noun}: {parts} (e.g. {shown})"
 
 
-class _Skip(Exception):
+class UnusableImage(Exception):
     """One image that cannot be used; `reason` is one of SKIP_REASONS."""
 
     def __init__(self, reason: str):
@@ -207,23 +207,23 @@ def flatten_on_white(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
-def pad_to_square(image: Image.Image) -> Image.Image:
-    """Centre the image on a white square so resizing keeps its aspect ratio."""
+def pad_to_square(image: Image.Image, fill: int | tuple[int, ...] = (255, 255, 255)) -> Image.Image:
+    """Centre the image on a square of `fill` (white) so resizing keeps its aspect ratio."""
     width, height = image.size
     if width == height:
         return image
     side = max(width, height)
-    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square = Image.new(image.mode, (side, side), fill)
     square.paste(image, ((side - width) // 2, (side - height) // 2))
     return square
 
 
 def load_rgb(path: Path, max_image_bytes: int) -> Image.Image:
-    """One image file as RGB flattened on white, or _Skip with the reason it cannot be used."""
+    """One image file as RGB flattened on white, or UnusableImage with the reason it cannot be used."""
     if not path.is_file():
-        raise _Skip("missing file")
+        raise UnusableImage("missing file")
     if path.stat().st_size > max_image_bytes:
-        raise _Skip("oversized")
+        raise UnusableImage("oversized")
     return _decode_on_white(path)
 
 
@@ -241,25 +241,31 @@ def square_pixels(image: Image.Image, image_size: int) -> torch.Tensor:
 
 
 def _decode_on_white(path: Path) -> Image.Image:
+    return flatten_on_white(decode_image(path))
+
+
+def decode_image(source: Path | BinaryIO, formats: tuple[str, ...] | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """One image decoded in full, decompression bombs refused from the header; else UnusableImage(reason)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source, formats=formats) as image:
                 width, height = image.size  # from the header, before any pixel is decoded
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise _Skip("oversized")
+                if width * height > max_pixels:
+                    raise UnusableImage("oversized")
                 image.load()
-                return flatten_on_white(image)
-    except _Skip:
+                return image
+    except UnusableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _Skip("oversized") from None
+        raise UnusableImage("oversized") from None
     except UnidentifiedImageError:
-        raise _Skip("not an image") from None
+        raise UnusableImage("not an image") from None
     except OSError as error:
-        raise _Skip("truncated" if "truncated" in str(error).lower() else "unreadable") from None
+        raise UnusableImage("truncated" if "truncated" in str(error).lower() else "unreadable") from None
     except Exception:  # decoders raise assorted types (SyntaxError, ValueError, ...) on corrupt data
-        raise _Skip("unreadable") from None
+        raise UnusableImage("unreadable") from None
 
 
 # --- the folder -------------------------------------------------------------------------------
@@ -281,7 +287,7 @@ def iter_image_folder(
     for name in tqdm(sorted(metadata), desc=f"loading {root.name}", unit="img", disable=not progress):
         try:
             image = load_rgb(root / name, max_image_bytes)
-        except _Skip as skip:
+        except UnusableImage as skip:
             report.add(skip.reason, name)
             continue
         yield name, metadata[name], image

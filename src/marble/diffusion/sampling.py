@@ -41,20 +41,40 @@ def sample(
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> Tensor:
     """Run `scheduler` from unit-variance noise `latents` (B, C, h, w) to clean latents."""
+    set_sampling_steps(scheduler, steps, latents.device)
+    # After set_timesteps: sigma-parameterised schedulers (Euler, Heun) start at sigma_max.
+    latents = latents * scheduler.init_noise_sigma
+    return run_timesteps(denoise, scheduler, latents, scheduler.timesteps, generator, on_step)
+
+
+def set_sampling_steps(scheduler, steps: int, device: torch.device) -> None:
+    """`scheduler.set_timesteps(steps)` once the count is known to be valid."""
     if steps <= 0:
         raise MarbleError(f"sampling steps must be >= 1, got {steps}")
     train_steps = scheduler.config.num_train_timesteps
     if steps > train_steps:
         raise MarbleError(f"sampling steps ({steps}) cannot exceed the {train_steps} training timesteps")
-    scheduler.set_timesteps(steps, device=latents.device)
-    # After set_timesteps: sigma-parameterised schedulers (Euler, Heun) start at sigma_max.
-    latents = latents * scheduler.init_noise_sigma
+    scheduler.set_timesteps(steps, device=device)
+
+
+def run_timesteps(
+    denoise: Denoiser,
+    scheduler,
+    latents: Tensor,
+    timesteps: Tensor,
+    generator: torch.Generator | None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    after_step: Callable[[int, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """The reverse loop over `timesteps` (all of the scheduler's, or a tail for SDEdit); `after_step(index,
+    latents)` may replace each step's result (inpainting puts the known region back)."""
     step_kwargs = _extra_step_kwargs(scheduler, generator)
-    timesteps = scheduler.timesteps
     for index, t in enumerate(timesteps):
         x_in = scheduler.scale_model_input(latents, t)
         model_output = denoise(x_in, t)
         latents = scheduler.step(model_output, t, latents, **step_kwargs, return_dict=False)[0]
+        if after_step is not None:
+            latents = after_step(index, latents)
         if on_step is not None:
             on_step(StepInfo(index, len(timesteps), t, x_in, model_output, latents))
     return latents

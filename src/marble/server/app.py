@@ -91,7 +91,10 @@ def _api(workers: dict[str, ModelWorker], registry: JobRegistry, settings: Serve
         model = submission.model or next(iter(workers))
         if model not in workers:
             raise MarbleError(f"model: unknown {model!r}; choose one of {', '.join(workers)}")
-        job = Job(submission.generation_request(), model)
+        request = submission.generation_request()
+        if request.edit is not None:
+            request.edit.check_size(workers[model].pipeline.image_size)  # a 422 now, not a failed job later
+        job = Job(request, model)
         try:
             workers[model].submit(job)
         except QueueFull as full:
@@ -105,7 +108,7 @@ def _api(workers: dict[str, ModelWorker], registry: JobRegistry, settings: Serve
     def job_status(job: Job = Depends(known_job)):
         now = job.snapshot()
         return JobStatus(id=job.id, model=job.model, state=now.state.value, position=workers[job.model].position(job),
-                         step=now.step, total=now.total, request=dict(job.request.__dict__),
+                         step=now.step, total=now.total, request=job.request.settings(),
                          images=image_links(job, now.image_ids), error=now.error, seconds=now.seconds)
 
     @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,

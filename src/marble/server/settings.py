@@ -13,7 +13,7 @@ class ServerSettings:
     queue_depth: int = 4  # jobs waiting per model (the running one not counted); more are answered 429
     job_timeout: float = 300.0  # seconds a job may go unwatched (no stream open, no status read) before it is cancelled
     keep_jobs: int = 64  # finished jobs (and their PNGs) kept in memory; the oldest are forgotten first
-    max_body_bytes: int = 16_384
+    max_body_bytes: int = 262_144  # a job with a source image and a mask (base64 PNGs) fits
     preview_pixels: int = 128  # previews are enlarged (nearest neighbour) to at least this width
     token: str | None = None  # when set, every /api route needs `Authorization: Bearer <token>`
     allowed_hosts: tuple[str, ...] | None = None  # Host header names accepted; None: any (guards DNS rebinding)

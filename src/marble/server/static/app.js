@@ -3,6 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 let current = null; // {id, token} of the job being followed
+let models = []; // from /api/models: {name, image_size, ...}
 
 function headers(extra = {}) {
   const token = $("token").value.trim();
@@ -26,7 +27,7 @@ function setStatus(text) { $("status").textContent = text; }
 
 async function loadModels() {
   try {
-    const models = await (await api("/api/models")).json();
+    models = await (await api("/api/models")).json();
     $("model").replaceChildren(...models.map((m) => new Option(`${m.name} (${m.image_size} px)`, m.name)));
     $("model-choice").hidden = models.length < 2;
     $("sampler").replaceChildren(...models[0].samplers.map((s) => new Option(s, s, s === "dpm++", s === "dpm++")));
@@ -34,6 +35,33 @@ async function loadModels() {
   } catch (error) {
     setStatus(`Could not list models: ${error.message}`);
   }
+}
+
+// The server wants the model's exact size: pad to a square (like the dataset loader) and scale here.
+async function modelSizedPng(file, background, smooth) {
+  const size = (models.find((m) => m.name === $("model").value) || models[0]).image_size;
+  const bitmap = await createImageBitmap(file);
+  const canvas = Object.assign(document.createElement("canvas"), { width: size, height: size });
+  const context = canvas.getContext("2d");
+  context.fillStyle = background;
+  context.fillRect(0, 0, size, size);
+  context.imageSmoothingEnabled = smooth; // a mask stays black and white
+  const scale = size / Math.max(bitmap.width, bitmap.height);
+  const [w, h] = [bitmap.width * scale, bitmap.height * scale];
+  context.drawImage(bitmap, (size - w) / 2, (size - h) / 2, w, h);
+  return canvas.toDataURL("image/png");
+}
+
+async function editFields() {
+  const [image, mask] = [$("init_image").files[0], $("mask").files[0]];
+  if (!image && !mask) return {};
+  const strength = $("strength").value;
+  return { // a mask without an image goes too: the server's answer says what is missing
+    init_image: image ? await modelSizedPng(image, "#fff", true) : null,
+    mask: mask ? await modelSizedPng(mask, "#000", false) : null,
+    strength: strength === "" ? null : Number(strength),
+    paste_unmasked: $("paste_unmasked").checked,
+  };
 }
 
 function submission() {
@@ -56,7 +84,8 @@ async function generate(event) {
   $("generate").disabled = true;
   try {
     const job = await (await api("/api/jobs", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(submission()),
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...submission(), ...(await editFields()) }),
     })).json();
     current = { id: job.id, token: job.token };
     $("cancel").disabled = false;
@@ -139,5 +168,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("settings").addEventListener("submit", generate);
   $("cancel").addEventListener("click", cancel);
   $("random_seed").addEventListener("change", () => { $("seed").disabled = $("random_seed").checked; });
+  $("clear_edit").addEventListener("click", () => { $("init_image").value = ""; $("mask").value = ""; });
   loadModels();
 });
