@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(commands)
     _serve_parser(commands)
     _eval_parser(commands)
+    _condition_parser(commands)
     return parser
 
 
@@ -37,11 +38,14 @@ def _data_parser(commands) -> None:
 
 def _train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a stage (or all of them) on an image folder")
-    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip"],
-                       help="eval-clip: the separate CLIP that `marble eval` grades with (writes --out, not a run)")
+    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip", "controlnet"],
+                       help="eval-clip: the separate CLIP that `marble eval` grades with (writes --out, not a run); "
+                            "controlnet: a ControlNet on top of --base RUN (writes --out, default RUN/controlnet/C)")
     train.add_argument("--data", type=Path, required=True, help="image folder (metadata.jsonl or .txt captions)")
     train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
-    train.add_argument("--out", type=Path, help="eval-clip only: folder to write the evaluation CLIP to")
+    train.add_argument("--out", type=Path, help="eval-clip and controlnet: folder to write the model to")
+    train.add_argument("--base", help="controlnet only: the trained run (or 'reference') it steers")
+    train.add_argument("--condition", metavar="canny|mask|scribble", help="controlnet only: what it is conditioned on")
     train.add_argument("--seed", type=int, help="eval-clip only: its training seed (default 1; the run's CLIP uses 0)")
     train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default) or tiny")
     train.add_argument("--text-encoder", choices=["clip", "minilm"], help="train a CLIP (default) or use frozen MiniLM")
@@ -68,7 +72,20 @@ def _generate_parser(commands) -> None:
     generate.add_argument("--preview", type=int, default=0, metavar="K",
                           help="also write the predicted clean image every K steps as a strip and a GIF")
     generate.add_argument("--zoom", type=int, default=4, help="enlarge grids by this factor (pixels stay crisp)")
+    generate.add_argument("--control", type=Path, metavar="IMAGE", help="condition map (see `marble condition`) to follow")
+    generate.add_argument("--controlnet", type=Path, metavar="DIR", help="trained ControlNet (default: the one in the run)")
+    generate.add_argument("--control-scale", type=float, help="strength of the ControlNet's residuals (default 1)")
+    generate.add_argument("--resize", action="store_true", help="resize a control image of another size to the model's")
     generate.set_defaults(handler=run_generate)
+
+
+def _condition_parser(commands) -> None:
+    condition = commands.add_parser("condition", help="write the condition map a ControlNet sees for an image")
+    condition.add_argument("kind", metavar="canny|mask|scribble")
+    condition.add_argument("image", type=Path)
+    condition.add_argument("--size", type=int, help="first fit the image to SIZE pixels as training data is")
+    condition.add_argument("--out", type=Path, help="PNG to write (default outputs/IMAGE-KIND.png)")
+    condition.set_defaults(handler=run_condition)
 
 
 def _export_parser(commands) -> None:
@@ -131,6 +148,17 @@ def run_data_emoji(args) -> None:
           f"({summary.seconds:.1f} s)")
 
 
+def train_overrides(args) -> dict:
+    """TrainConfig fields given by --steps, --batch-size, --lr, each checked positive."""
+    options = {"steps": ("--steps", args.steps), "batch_size": ("--batch-size", args.batch_size),
+               "learning_rate": ("--lr", args.lr)}  # TrainConfig field -> (option the user typed, value)
+    overrides = {name: value for name, (_, value) in options.items() if value is not None}
+    for name, value in overrides.items():
+        if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
+            raise MarbleError(f"{options[name][0]} must be positive, got {value}")
+    return overrides
+
+
 def configured_run(args):
     from marble.config import apply_override, preset, replace_train
 
@@ -142,12 +170,7 @@ def configured_run(args):
         raise MarbleError(str(error)) from None
     if args.text_encoder:
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, kind=args.text_encoder))
-    options = {"steps": ("--steps", args.steps), "batch_size": ("--batch-size", args.batch_size),
-               "learning_rate": ("--lr", args.lr)}  # TrainConfig field -> (option the user typed, value)
-    overrides = {name: value for name, (_, value) in options.items() if value is not None}
-    for name, value in overrides.items():
-        if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
-            raise MarbleError(f"{options[name][0]} must be positive, got {value}")
+    overrides = train_overrides(args)
     stages = ["text", "autoencoder", "unet"] if args.stage == "all" else [args.stage]
     for stage in stages:
         config = dataclasses.replace(config, **{stage: replace_train(getattr(config, stage), **overrides)})
@@ -160,6 +183,13 @@ def run_train(args) -> None:
     if args.stage == "eval-clip":
         run_train_eval_clip(args)
         return
+    if args.stage == "controlnet":
+        from marble.control.commands import run_train_controlnet
+
+        run_train_controlnet(args, resolve_model(args.base) if args.base else None, train_overrides(args))
+        return
+    if args.base or args.condition:
+        raise MarbleError("--base and --condition are options of `marble train controlnet`")
     if args.run is None:
         raise MarbleError(f"`marble train {args.stage}` needs --run RUN (the run folder to train into)")
     if args.out is not None or args.seed is not None:
@@ -177,13 +207,17 @@ def resolve_model(model: str) -> Path:
 
 
 def run_generate(args) -> None:
+    from marble.control.commands import ControlOptions
     from marble.generate_files import generate_to_folder
     from marble.pipeline import GenerationRequest, MarblePipeline
 
     request = GenerationRequest(args.prompt, args.negative_prompt, args.steps, args.guidance, args.sampler,
                                 args.seed, args.num_images, args.preview)
     request.validate()  # before loading any weights: bad arguments fail fast
+    control = ControlOptions.from_args(args)
     pipeline = MarblePipeline.load(resolve_model(args.model))
+    if control is not None:
+        pipeline = control.apply(pipeline, resolve_model(args.model))
     for path in generate_to_folder(pipeline, request, args.out, args.zoom):
         print(f"wrote {path}")
 
@@ -211,6 +245,12 @@ def run_serve(args) -> None:
     models = model_names([(run if run == DEFAULT_MODEL else Path(run).name, resolve_model(run)) for run in runs])
     settings = ServerSettings(queue_depth=args.queue_depth, job_timeout=args.job_timeout, token=args.token or None)
     serve(models, args.host, args.port, settings)
+
+
+def run_condition(args) -> None:
+    from marble.control.commands import run_condition as write_condition
+
+    write_condition(args)
 
 
 def run_train_eval_clip(args) -> None:

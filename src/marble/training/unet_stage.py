@@ -7,13 +7,14 @@ and every caption's context are computed once; a training step then costs only t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
 from marble.autoencoder.model import images_to_model
-from marble.config import RunConfig
+from marble.config import RunConfig, UNetConfig
 from marble.diffusion.samplers import make_scheduler
 from marble.diffusion.objective import diffusion_loss, min_snr_weights, training_target
 from marble.diffusion.schedule import NoiseSchedule
@@ -23,7 +24,7 @@ from marble.text.encoders import TextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
 from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
-from marble.training.loop import Objective, Stage, train_stage
+from marble.training.loop import LossFn, Objective, Stage, train_stage
 
 CACHE_BATCH = 128
 
@@ -66,9 +67,18 @@ def prepare_inputs(layout: RunLayout, data: TrainingData, progress: bool) -> UNe
                       encoder.encode([""]).context[0], captions)
 
 
-def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None) -> Stage:
-    schedule = NoiseSchedule.from_unet_config(config.unet)
-    settings = config.unet
+# (trained module, x_t (B, C, h, w), t (B,), context (B, L, D), dataset indices) -> ε or v (B, C, h, w)
+Predict = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
+
+
+def predict_with_unet(unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+                      indices: list[int]) -> torch.Tensor:
+    return unet(x_t, t, encoder_hidden_states=context).sample
+
+
+def denoising_loss(inputs: UNetInputs, settings: UNetConfig, predict: Predict = predict_with_unet) -> LossFn:
+    """The DDPM objective on cached latents; `predict` lets a ControlNet stage add its residuals."""
+    schedule = NoiseSchedule.from_unet_config(settings)
     latent_shape = tuple(inputs.latent_mean.shape[1:])
 
     def loss(model, batch):
@@ -79,14 +89,19 @@ def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_
         rows = inputs.captions.pick(idx, draw.choice(inputs.captions.counts(idx)))
         dropped = (draw.rand() < settings.caption_dropout)[:, None, None]  # unconditional: enables guidance
         context = torch.where(dropped, inputs.empty_context, inputs.contexts[rows])
-        prediction = model(schedule.q_sample(x0, t, noise), t, encoder_hidden_states=context).sample
+        prediction = predict(model, schedule.q_sample(x0, t, noise), t, context, idx)
         target = training_target(settings.prediction_type, x0, noise, t, schedule)
         weights = min_snr_weights(t, schedule, settings.min_snr_gamma, settings.prediction_type)
         value = diffusion_loss(prediction.float(), target, weights)
         return value, {"loss": value.item()}
 
-    return Stage("unet", [Objective("unet", unet, loss)], dataset_size=len(inputs.latent_mean),
-                 ema_decay=settings.ema_decay, on_sample=on_sample)
+    return loss
+
+
+def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None) -> Stage:
+    objective = Objective("unet", unet, denoising_loss(inputs, config.unet))
+    return Stage("unet", [objective], dataset_size=len(inputs.latent_mean), ema_decay=config.unet.ema_decay,
+                 on_sample=on_sample)
 
 
 def scheduler_for(config: RunConfig):
