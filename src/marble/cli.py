@@ -180,9 +180,6 @@ def configured_run(args):
 def run_train(args) -> None:
     from marble.training.run import train_stages
 
-    if args.stage == "eval-clip":
-        run_train_eval_clip(args)
-        return
     if args.stage == "controlnet":
         from marble.control.commands import run_train_controlnet
 
@@ -190,6 +187,9 @@ def run_train(args) -> None:
         return
     if args.base or args.condition:
         raise MarbleError("--base and --condition are options of `marble train controlnet`")
+    if args.stage == "eval-clip":
+        run_train_eval_clip(args)
+        return
     if args.run is None:
         raise MarbleError(f"`marble train {args.stage}` needs --run RUN (the run folder to train into)")
     if args.out is not None or args.seed is not None:

@@ -64,8 +64,9 @@ class ControlOptions:
     @classmethod
     def from_args(cls, args) -> "ControlOptions | None":
         if args.control is None:
-            given = [name for name, value in (("--controlnet", args.controlnet), ("--control-scale", args.control_scale),
-                                              ("--resize", args.resize or None)) if value is not None]
+            options = {"--controlnet": args.controlnet is not None, "--control-scale": args.control_scale is not None,
+                       "--resize": args.resize}
+            given = [name for name, present in options.items() if present]
             if given:
                 raise MarbleError(f"{', '.join(given)}: only used with --control IMAGE")
             return None
