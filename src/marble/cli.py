@@ -46,7 +46,7 @@ def _train_parser(commands) -> None:
     train.add_argument("--out", type=Path, help="eval-clip and controlnet: folder to write the model to")
     train.add_argument("--base", help="controlnet only: the trained run (or 'reference') it steers")
     train.add_argument("--condition", metavar="canny|mask|scribble", help="controlnet only: what it is conditioned on")
-    train.add_argument("--seed", type=int, help="eval-clip only: its training seed (default 1; the run's CLIP uses 0)")
+    train.add_argument("--seed", type=int, help="eval-clip, controlnet: training seed (eval-clip default 1)")
     train.add_argument("--preset", default="emoji", help="configuration preset: emoji (default) or tiny")
     train.add_argument("--text-encoder", choices=["clip", "minilm"], help="train a CLIP (default) or use frozen MiniLM")
     train.add_argument("--steps", type=int, help="override training steps of the stage(s)")
@@ -193,7 +193,8 @@ def run_train(args) -> None:
     if args.run is None:
         raise MarbleError(f"`marble train {args.stage}` needs --run RUN (the run folder to train into)")
     if args.out is not None or args.seed is not None:
-        raise MarbleError("--out and --seed are options of `marble train eval-clip`; use --set text.train.seed=N here")
+        raise MarbleError("--out and --seed are options of `marble train eval-clip` and `controlnet`; "
+                          "use --set text.train.seed=N here")
     config, stages = configured_run(args)
     train_stages(stages, config, args.data, args.run, progress=not args.no_progress)
 

@@ -28,14 +28,14 @@ def run_train_controlnet(args, base_dir: Path | None, train_changes: dict) -> No
     if base_dir is None or args.condition is None:
         raise MarbleError("`marble train controlnet` needs --base RUN (the trained model) and --condition "
                           "canny|mask|scribble")
-    if args.run or args.text_encoder or args.seed is not None:
+    if args.run or args.text_encoder:
         raise MarbleError("`marble train controlnet` takes --base, --data, --condition, --out, --preset, --steps, "
-                          "--batch-size, --lr, --set; not --run, --text-encoder or --seed")
+                          "--batch-size, --lr, --seed, --set; not --run or --text-encoder")
     check_condition(args.condition)
     if args.out is None and args.base == "reference":
         raise MarbleError("pass --out DIR: a ControlNet for the shipped reference model is not written into the package")
     try:
-        config = controlnet_config(args.preset, args.condition, args.overrides, **train_changes)
+        config = controlnet_config(args.preset, args.condition, args.overrides, seed=args.seed, **train_changes)
     except ValueError as error:
         raise MarbleError(str(error)) from None
     out = args.out or default_controlnet_dir(base_dir, args.condition)
