@@ -106,7 +106,8 @@ def reconstruct(base: Path, images: torch.Tensor) -> torch.Tensor:
     return model_to_images(vae.decode(vae.encode(images_to_model(images)).latent_dist.mean).sample)
 
 
-def generate(pipeline: MarblePipeline, prompts: list[str], conditions: torch.Tensor | None, controlnet, args) -> torch.Tensor:
+def generate(pipeline: MarblePipeline, prompts: list[str], conditions: torch.Tensor, controlnet,
+             args) -> torch.Tensor:
     """(n, 3, H, W) uint8: image k from prompt k with seed k, steered by condition k when a ControlNet is given."""
     chunks = []
     for start in range(0, len(prompts), args.batch):

@@ -72,8 +72,8 @@ def _generate_parser(commands) -> None:
     generate.add_argument("--preview", type=int, default=0, metavar="K",
                           help="also write the predicted clean image every K steps as a strip and a GIF")
     generate.add_argument("--zoom", type=int, default=4, help="enlarge grids by this factor (pixels stay crisp)")
-    generate.add_argument("--control", type=Path, metavar="IMAGE", help="condition map (see `marble condition`) to follow")
-    generate.add_argument("--controlnet", type=Path, metavar="DIR", help="trained ControlNet (default: the one in the run)")
+    generate.add_argument("--control", type=Path, metavar="IMAGE", help="condition map to follow (`marble condition`)")
+    generate.add_argument("--controlnet", type=Path, metavar="DIR", help="trained ControlNet (default: the run's one)")
     generate.add_argument("--control-scale", type=float, help="strength of the ControlNet's residuals (default 1)")
     generate.add_argument("--resize", action="store_true", help="resize a control image of another size to the model's")
     generate.set_defaults(handler=run_generate)

@@ -94,7 +94,8 @@ def test_one_condition_per_prompt_in_a_batch(pipeline):
     conditions = edge_image(2)
     batch = controlled_pipeline(pipeline, controlnet, conditions).generate_batch(["red circle"] * 2, [5, 5], steps=3)
     for k in range(2):
-        alone = controlled_pipeline(pipeline, controlnet, conditions[k:k + 1]).generate_batch(["red circle"], [5], steps=3)
+        steered = controlled_pipeline(pipeline, controlnet, conditions[k:k + 1])
+        alone = steered.generate_batch(["red circle"], [5], steps=3)
         assert (batch[k].int() - alone[0].int()).abs().max() <= 1
     assert not torch.equal(batch[0], batch[1])  # same prompt and seed: only the condition differs
 

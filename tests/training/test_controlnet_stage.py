@@ -82,8 +82,9 @@ def test_a_fresh_controlnet_gives_the_unet_stage_loss(parts):
     predict = controlnet_predict(unet.eval(), conditions)
     with torch.no_grad():
         for step in range(3):
-            plain = denoising_loss(inputs, base.unet)(unet, make_batch(0, step, len(conditions), 8))[0]
-            controlled = denoising_loss(inputs, base.unet, predict)(controlnet, make_batch(0, step, len(conditions), 8))[0]
+            batch = lambda: make_batch(0, step, len(conditions), 8)  # fresh per loss: a Batch counts its draws
+            plain = denoising_loss(inputs, base.unet)(unet, batch())[0]
+            controlled = denoising_loss(inputs, base.unet, predict)(controlnet, batch())[0]
             assert torch.equal(plain, controlled)
 
 

@@ -33,7 +33,8 @@ def run_train_controlnet(args, base_dir: Path | None, train_changes: dict) -> No
                           "--batch-size, --lr, --seed, --set; not --run or --text-encoder")
     check_condition(args.condition)
     if args.out is None and args.base == "reference":
-        raise MarbleError("pass --out DIR: a ControlNet for the shipped reference model is not written into the package")
+        raise MarbleError("pass --out DIR: a ControlNet for the shipped reference model is not written into "
+                          "the package")
     try:
         config = controlnet_config(args.preset, args.condition, args.overrides, seed=args.seed, **train_changes)
     except ValueError as error:

@@ -18,7 +18,8 @@ def conditioning_widths(widths: tuple[int, ...], downsampling: int) -> tuple[int
     if downsampling < 1 or 2**convs != downsampling:
         raise MarbleError(f"the autoencoder's downsampling ({downsampling}) must be a power of two")
     if len(widths) < convs + 1:
-        raise MarbleError(f"conditioning_widths {widths} needs at least {convs + 1} entries for {downsampling}x downsampling")
+        raise MarbleError(f"conditioning_widths {widths} needs at least {convs + 1} entries for "
+                          f"{downsampling}x downsampling")
     return tuple(widths[:convs + 1])
 
 
