@@ -148,17 +148,6 @@ def run_data_emoji(args) -> None:
           f"({summary.seconds:.1f} s)")
 
 
-def train_overrides(args) -> dict:
-    """TrainConfig fields given by --steps, --batch-size, --lr, each checked positive."""
-    options = {"steps": ("--steps", args.steps), "batch_size": ("--batch-size", args.batch_size),
-               "learning_rate": ("--lr", args.lr)}  # TrainConfig field -> (option the user typed, value)
-    overrides = {name: value for name, (_, value) in options.items() if value is not None}
-    for name, value in overrides.items():
-        if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
-            raise MarbleError(f"{options[name][0]} must be positive, got {value}")
-    return overrides
-
-
 def configured_run(args):
     from marble.config import apply_override, preset, replace_train
 
@@ -175,6 +164,17 @@ def configured_run(args):
     for stage in stages:
         config = dataclasses.replace(config, **{stage: replace_train(getattr(config, stage), **overrides)})
     return config, stages
+
+
+def train_overrides(args) -> dict:
+    """TrainConfig fields changed by --steps, --batch-size, --lr; each must be positive."""
+    options = {"steps": ("--steps", args.steps), "batch_size": ("--batch-size", args.batch_size),
+               "learning_rate": ("--lr", args.lr)}  # TrainConfig field -> (option the user typed, value)
+    overrides = {name: value for name, (_, value) in options.items() if value is not None}
+    for name, value in overrides.items():
+        if not (math.isfinite(value) and value > 0):  # `nan <= 0` is False: test the good case
+            raise MarbleError(f"{options[name][0]} must be positive, got {value}")
+    return overrides
 
 
 def run_train(args) -> None:

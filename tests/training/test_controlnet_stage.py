@@ -83,8 +83,8 @@ def test_a_fresh_controlnet_gives_the_unet_stage_loss(parts):
     with torch.no_grad():
         for step in range(3):
             batch = lambda: make_batch(0, step, len(conditions), 8)  # fresh per loss: a Batch counts its draws
-            plain = denoising_loss(inputs, base.unet)(unet, batch())[0]
-            controlled = denoising_loss(inputs, base.unet, predict)(controlnet, batch())[0]
+            plain = denoising_loss(inputs, base)(unet, batch())[0]
+            controlled = denoising_loss(inputs, base, predict=predict)(controlnet, batch())[0]
             assert torch.equal(plain, controlled)
 
 

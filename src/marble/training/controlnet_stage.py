@@ -40,8 +40,8 @@ def controlnet_predict(unet: UNet2DConditionModel, conditions: torch.Tensor) -> 
 def controlnet_stage(controlnet: ControlNetModel, unet: UNet2DConditionModel, inputs: UNetInputs,
                      conditions: torch.Tensor, base: RunConfig, config: ControlNetConfig) -> Stage:
     unet.requires_grad_(False).eval()  # gradients flow through it to the residuals, never into it
-    settings = dataclasses.replace(base.unet, caption_dropout=config.caption_dropout)
-    loss = denoising_loss(inputs, settings, controlnet_predict(unet, conditions))
+    objective = dataclasses.replace(base, unet=dataclasses.replace(base.unet, caption_dropout=config.caption_dropout))
+    loss = denoising_loss(inputs, objective, predict=controlnet_predict(unet, conditions))
     return Stage("controlnet", [Objective("controlnet", controlnet, loss)], dataset_size=len(conditions),
                  ema_decay=config.ema_decay)
 

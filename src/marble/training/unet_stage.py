@@ -14,7 +14,7 @@ from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
 from marble.autoencoder.model import images_to_model
-from marble.config import RunConfig, UNetConfig
+from marble.config import RunConfig
 from marble.diffusion.samplers import make_scheduler
 from marble.diffusion.objective import diffusion_loss, min_snr_weights, training_target
 from marble.diffusion.schedule import NoiseSchedule
@@ -67,6 +67,18 @@ def prepare_inputs(layout: RunLayout, data: TrainingData, progress: bool) -> UNe
                       encoder.encode([""]).context[0], captions)
 
 
+ContextFn = Callable[[list[int], torch.Tensor], torch.Tensor]  # (caption rows, (B,) dropped) -> (B, L, D)
+
+
+def cached_contexts(inputs: UNetInputs) -> ContextFn:
+    """Contexts from the frozen text encoder's cache; dropped captions get the "" prompt's context."""
+
+    def contexts(rows: list[int], dropped: torch.Tensor) -> torch.Tensor:
+        return torch.where(dropped[:, None, None], inputs.empty_context, inputs.contexts[rows])
+
+    return contexts
+
+
 # (trained module, x_t (B, C, h, w), t (B,), context (B, L, D), dataset indices) -> ε or v (B, C, h, w)
 Predict = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
 
@@ -76,10 +88,18 @@ def predict_with_unet(unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor,
     return unet(x_t, t, encoder_hidden_states=context).sample
 
 
-def denoising_loss(inputs: UNetInputs, settings: UNetConfig, predict: Predict = predict_with_unet) -> LossFn:
-    """The DDPM objective on cached latents; `predict` lets a ControlNet stage add its residuals."""
-    schedule = NoiseSchedule.from_unet_config(settings)
+def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | None = None,
+                   predict: Predict = predict_with_unet) -> LossFn:
+    """The DDPM objective over cached latents for any noise predictor `model(x_t, t, encoder_hidden_states=)`.
+
+    `contexts` supplies the text contexts (default: the cache); a LoRA stage that adapts the text
+    encoder passes one that encodes the captions live. `predict` turns the trained module's output
+    into ε or v; a ControlNet stage passes one that feeds its residuals to the frozen U-Net.
+    """
+    schedule = NoiseSchedule.from_unet_config(config.unet)
+    settings = config.unet
     latent_shape = tuple(inputs.latent_mean.shape[1:])
+    contexts = contexts or cached_contexts(inputs)
 
     def loss(model, batch):
         idx, draw = batch.indices, batch.random
@@ -87,9 +107,8 @@ def denoising_loss(inputs: UNetInputs, settings: UNetConfig, predict: Predict = 
         t = draw.randint(schedule.num_train_timesteps)
         noise = draw.randn(*latent_shape)
         rows = inputs.captions.pick(idx, draw.choice(inputs.captions.counts(idx)))
-        dropped = (draw.rand() < settings.caption_dropout)[:, None, None]  # unconditional: enables guidance
-        context = torch.where(dropped, inputs.empty_context, inputs.contexts[rows])
-        prediction = predict(model, schedule.q_sample(x0, t, noise), t, context, idx)
+        dropped = draw.rand() < settings.caption_dropout  # (B,) unconditional: enables guidance
+        prediction = predict(model, schedule.q_sample(x0, t, noise), t, contexts(rows, dropped), idx)
         target = training_target(settings.prediction_type, x0, noise, t, schedule)
         weights = min_snr_weights(t, schedule, settings.min_snr_gamma, settings.prediction_type)
         value = diffusion_loss(prediction.float(), target, weights)
@@ -99,9 +118,8 @@ def denoising_loss(inputs: UNetInputs, settings: UNetConfig, predict: Predict = 
 
 
 def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None) -> Stage:
-    objective = Objective("unet", unet, denoising_loss(inputs, config.unet))
-    return Stage("unet", [objective], dataset_size=len(inputs.latent_mean), ema_decay=config.unet.ema_decay,
-                 on_sample=on_sample)
+    return Stage("unet", [Objective("unet", unet, denoising_loss(inputs, config))], dataset_size=len(inputs.latent_mean),
+                 ema_decay=config.unet.ema_decay, on_sample=on_sample)
 
 
 def scheduler_for(config: RunConfig):
