@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(commands)
     _eval_parser(commands)
     lora_cli.add_lora_parser(commands)
+    _condition_parser(commands)
     return parser
 
 
@@ -57,14 +58,16 @@ def _data_shard_parser(data) -> None:
 
 def _train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a stage (or all of them) on an image folder")
-    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip", "lora"],
+    train.add_argument("stage", choices=["text", "autoencoder", "unet", "all", "eval-clip", "lora", "controlnet"],
                        help="eval-clip: the separate CLIP that `marble eval` grades with (writes --out, not a run); "
-                            "lora: adapters for the run --base (writes --out)")
+                            "lora: adapters for the run --base (writes --out); "
+                            "controlnet: a ControlNet on top of --base RUN (writes --out, default RUN/controlnet/C)")
     train.add_argument("--data", type=Path, required=True,
                        help="image folder (metadata.jsonl or .txt captions), or shards from `marble data shard`")
     train.add_argument("--run", type=Path, help="run folder: models, checkpoints, logs (resumes if present)")
-    train.add_argument("--out", type=Path, help="eval-clip, lora: folder to write the evaluation CLIP or the adapter to")
-    train.add_argument("--seed", type=int, help="eval-clip, lora: training seed (eval-clip default 1)")
+    train.add_argument("--out", type=Path, help="eval-clip, lora, controlnet: folder to write the model or adapter to")
+    train.add_argument("--condition", metavar="canny|mask|scribble", help="controlnet only: what it is conditioned on")
+    train.add_argument("--seed", type=int, help="eval-clip, lora, controlnet: training seed (eval-clip default 1)")
     train.add_argument("--preset", default="emoji",
                        help="configuration preset: emoji (default), emoji4 (four styles, 128 px) or tiny")
     train.add_argument("--text-encoder", choices=["clip", "minilm"], nargs="?", const=True,
@@ -95,6 +98,9 @@ def _generate_parser(commands) -> None:
     generate.add_argument("--zoom", type=int, default=4, help="enlarge grids by this factor (pixels stay crisp)")
     lora_cli.add_generate_options(generate)
     _edit_arguments(generate)
+    generate.add_argument("--control", type=Path, metavar="IMAGE", help="condition map to follow (`marble condition`)")
+    generate.add_argument("--controlnet", type=Path, metavar="DIR", help="trained ControlNet (default: the run's one)")
+    generate.add_argument("--control-scale", type=float, help="strength of the ControlNet's residuals (default 1)")
     generate.set_defaults(handler=run_generate)
 
 
@@ -109,7 +115,17 @@ def _edit_arguments(generate) -> None:
     generate.add_argument("--paste-unmasked", action="store_true",
                           help="copy the source's pixels outside the mask into the result (exact; may show a seam)")
     generate.add_argument("--resize", action="store_true",
-                          help="pad and scale --init-image/--mask to the model's size (otherwise another size is an error)")
+                          help="pad and scale --init-image/--mask/--control to the model's size (otherwise another size "
+                               "is an error)")
+
+
+def _condition_parser(commands) -> None:
+    condition = commands.add_parser("condition", help="write the condition map a ControlNet sees for an image")
+    condition.add_argument("kind", metavar="canny|mask|scribble")
+    condition.add_argument("image", type=Path)
+    condition.add_argument("--size", type=int, help="first fit the image to SIZE pixels as training data is")
+    condition.add_argument("--out", type=Path, help="PNG to write (default outputs/IMAGE-KIND.png)")
+    condition.set_defaults(handler=run_condition)
 
 
 def _export_parser(commands) -> None:
@@ -212,6 +228,13 @@ def train_overrides(args) -> dict:
 def run_train(args) -> None:
     from marble.training.run import train_stages
 
+    if args.stage == "controlnet":
+        from marble.control.commands import run_train_controlnet
+
+        run_train_controlnet(args, resolve_model(args.base) if args.base else None, train_overrides(args))
+        return
+    if args.condition:
+        raise MarbleError("--condition is an option of `marble train controlnet`")
     if args.stage == "lora":
         lora_cli.run_train_lora(args)
         return
@@ -222,7 +245,7 @@ def run_train(args) -> None:
     if args.run is None:
         raise MarbleError(f"`marble train {args.stage}` needs --run RUN (the run folder to train into)")
     if args.out is not None or args.seed is not None:
-        raise MarbleError("--out and --seed are options of `marble train eval-clip` and `lora`; "
+        raise MarbleError("--out and --seed are options of `marble train eval-clip`, `lora` and `controlnet`; "
                           "use --set text.train.seed=N here")
     config, stages = configured_run(args)
     train_stages(stages, config, args.data, args.run, progress=not args.no_progress)
@@ -237,20 +260,24 @@ def resolve_model(model: str) -> Path:
 
 
 def run_generate(args) -> None:
+    from marble.control.commands import ControlOptions
     from marble.editing import make_edit
     from marble.generate_files import generate_to_folder
     from marble.pipeline import GenerationRequest, MarblePipeline
 
-    if args.resize and args.init_image is None:
-        raise MarbleError("--resize applies to --init-image and --mask; give --init-image")
+    if args.resize and args.init_image is None and args.control is None:
+        raise MarbleError("--resize applies to --init-image, --mask and --control; give one of them")
     edit = make_edit(args.init_image, args.strength, args.mask, args.paste_unmasked)
     request = GenerationRequest(args.prompt, args.negative_prompt, args.steps, args.guidance, args.sampler,
                                 args.seed, args.num_images, args.preview, edit)
     request.validate()  # before loading any weights: bad arguments fail fast
     adapters = lora_cli.read_lora_options(args.lora)
+    control = ControlOptions.from_args(args)
     pipeline = MarblePipeline.load(resolve_model(args.model))
-    lora_cli.apply_lora_options(pipeline, adapters)
-    if args.resize:
+    lora_cli.apply_lora_options(pipeline, adapters)  # before the ControlNet copies any U-Net layer
+    if control is not None:
+        pipeline = control.apply(pipeline, resolve_model(args.model))
+    if args.resize and edit is not None:
         request = dataclasses.replace(request, edit=edit.resized(pipeline.image_size))
     if request.edit is not None:
         request.edit.check_size(pipeline.image_size)  # before any output file or progress bar
@@ -281,6 +308,12 @@ def run_serve(args) -> None:
     models = model_names([(run if run == DEFAULT_MODEL else Path(run).name, resolve_model(run)) for run in runs])
     settings = ServerSettings(queue_depth=args.queue_depth, job_timeout=args.job_timeout, token=args.token or None)
     serve(models, args.host, args.port, settings)
+
+
+def run_condition(args) -> None:
+    from marble.control.commands import run_condition as write_condition
+
+    write_condition(args)
 
 
 def run_train_eval_clip(args) -> None:

@@ -13,7 +13,7 @@ LORA_HELP = "LoRA adapter folder, optionally with a scale (default 1), e.g. adap
 
 def add_train_options(train: argparse.ArgumentParser) -> None:
     group = train.add_argument_group("train lora")
-    group.add_argument("--base", help="lora: the trained run to adapt, or 'reference' (writes --out, not a run)")
+    group.add_argument("--base", help="lora, controlnet: the trained run to adapt or steer, or 'reference' (writes --out, not a run)")
     group.add_argument("--rank", type=int, help="lora: rank r of every adapter matrix (default 8)")
     group.add_argument("--alpha", type=float, help="lora: the update is scaled by alpha / rank (default: alpha = rank)")
 

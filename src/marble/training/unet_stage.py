@@ -90,11 +90,22 @@ def cached_contexts(inputs: UNetInputs) -> ContextFn:
     return contexts
 
 
-def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | None = None) -> LossFn:
+# (trained module, x_t (B, C, h, w), t (B,), context (B, L, D), dataset indices) -> ε or v (B, C, h, w)
+Predict = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, list[int]], torch.Tensor]
+
+
+def predict_with_unet(unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+                      indices: list[int]) -> torch.Tensor:
+    return unet(x_t, t, encoder_hidden_states=context).sample
+
+
+def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | None = None,
+                   predict: Predict = predict_with_unet) -> LossFn:
     """The DDPM objective over cached latents for any noise predictor `model(x_t, t, encoder_hidden_states=)`.
 
     `contexts` supplies the text contexts (default: the cache); a LoRA stage that adapts the text
-    encoder passes one that encodes the captions live.
+    encoder passes one that encodes the captions live. `predict` turns the trained module's output
+    into ε or v; a ControlNet stage passes one that feeds its residuals to the frozen U-Net.
     """
     schedule = NoiseSchedule.from_unet_config(config.unet)
     settings = config.unet
@@ -108,7 +119,7 @@ def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | 
         noise = draw.randn(*latent_shape)
         rows = inputs.captions.pick(idx, draw.choice(inputs.captions.counts(idx)))
         dropped = draw.rand() < settings.caption_dropout  # (B,) unconditional: enables guidance
-        prediction = model(schedule.q_sample(x0, t, noise), t, encoder_hidden_states=contexts(rows, dropped)).sample
+        prediction = predict(model, schedule.q_sample(x0, t, noise), t, contexts(rows, dropped), idx)
         target = training_target(settings.prediction_type, x0, noise, t, schedule)
         weights = min_snr_weights(t, schedule, settings.min_snr_gamma, settings.prediction_type)
         value = diffusion_loss(prediction.float(), target, weights)
