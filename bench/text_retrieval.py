@@ -1,0 +1,55 @@
+"""Which training images a run's CLIP finds nearest to a prompt: is the text encoder the bottleneck?
+
+    python bench/text_retrieval.py --clip runs/emoji-ref/text/clip --data data/emoji "red apple" "sun"
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from marble.data.folder import load_image_folder
+from marble.evaluation.clip_score import load_clip_with_tokenizer
+from marble.evaluation.extractors import resize_for
+from marble.text.clip import images_to_clip_pixels
+from marble.text.tokenizer import tokenize_prompts
+
+BATCH = 256
+
+
+@torch.no_grad()
+def image_embeddings(clip, images: torch.Tensor) -> torch.Tensor:
+    size = clip.config.vision_config.image_size
+    chunks = [clip.get_image_features(pixel_values=images_to_clip_pixels(resize_for(images[i:i + BATCH], size)))
+              .pooler_output for i in range(0, len(images), BATCH)]
+    return F.normalize(torch.cat(chunks), dim=-1)  # (N, P)
+
+
+@torch.no_grad()
+def nearest(clip, tokenizer, embeddings: torch.Tensor, prompt: str, count: int) -> list[int]:
+    text = clip.get_text_features(input_ids=tokenize_prompts(tokenizer, [prompt]).input_ids).pooler_output
+    return (embeddings @ F.normalize(text, dim=-1)[0]).topk(count).indices.tolist()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prompts", nargs="+")
+    parser.add_argument("--clip", type=Path, required=True, help="a CLIP folder with its tokenizer (RUN/text/clip)")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--top", type=int, default=3)
+    args = parser.parse_args()
+    clip, tokenizer = load_clip_with_tokenizer(args.clip)
+    clip.eval()
+    data, _ = load_image_folder(args.data, clip.config.vision_config.image_size, progress=False)
+    embeddings = image_embeddings(clip, data.images)
+    print("| prompt | the CLIP's nearest images |\n| --- | --- |")
+    for prompt in args.prompts:
+        names = [data.captions[i]["text"] for i in nearest(clip, tokenizer, embeddings, prompt, args.top)]
+        print(f"| {prompt} | {', '.join(names)} |")
+
+
+if __name__ == "__main__":
+    main()
