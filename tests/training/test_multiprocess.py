@@ -110,7 +110,8 @@ def two_processes(synthetic_dataset, tmp_path_factory) -> dict:
     second = launch_two_processes(argv, run, folder / "audit-second")
     assert second.wait(TIMEOUT_S) == 0, (folder / "audit-second.log").read_text()[-3000:]
     return {"run": run, "first_code": first_code, "stopped_at": stopped_at, "finished_early": finished_early,
-            "first_log": (folder / "audit-first.log").read_text(), "audits": [folder / "audit-first", folder / "audit-second"]}
+            "first_log": (folder / "audit-first.log").read_text(),
+            "audits": [folder / "audit-first", folder / "audit-second"]}
 
 
 def test_sigterm_stops_both_processes_at_a_checkpoint_and_the_relaunch_resumes(two_processes):

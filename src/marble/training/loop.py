@@ -148,7 +148,8 @@ class _StageRun:
 
     def train_step(self, step: int) -> dict[str, float]:
         """One optimizer step per active objective, on this process's share of the batch."""
-        batch = make_batch(self.config.seed, step, self.stage.dataset_size, self.config.batch_size, self.rank, self.world,
+        config = self.config
+        batch = make_batch(config.seed, step, self.stage.dataset_size, config.batch_size, self.rank, self.world,
                            self.accelerator.device)
         logs: dict[str, float] = {}
         for objective in self.stage.objectives:

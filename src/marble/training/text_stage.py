@@ -36,7 +36,8 @@ def clip_stage(clip: torch.nn.Module, pairs: ImageCaptionSet, captions: CaptionT
 
     def loss(model, batch):
         rows = captions.pick(batch.indices, batch.random.choice(captions.counts(batch.indices)))
-        image_embeds, text_embeds, scale = model(pixels[batch.indices].to(batch.device), token_ids[rows].to(batch.device))
+        images, texts = pixels[batch.indices].to(batch.device), token_ids[rows].to(batch.device)
+        image_embeds, text_embeds, scale = model(images, texts)
         # Negatives come from the whole global batch, as on one process: gather every process's share.
         return info_nce(gather_with_gradient(image_embeds), gather_with_gradient(text_embeds), scale)
 
