@@ -131,10 +131,11 @@ def _condition_parser(commands) -> None:
 def _export_parser(commands) -> None:
     export = commands.add_parser("export", help="write a trained run in another tool's format")
     export.add_argument("model", help="run folder, or 'reference'")
-    export.add_argument("--format", choices=["diffusers", "marble"], default="diffusers",
-                        help="diffusers: StableDiffusionPipeline folder; marble: the run without training state")
+    export.add_argument("--format", choices=["diffusers", "marble", "single-file"], default="diffusers",
+                        help="diffusers: StableDiffusionPipeline folder; marble: the run without training state; "
+                             "single-file: OUT.safetensors in the original Stable Diffusion layout (+ OUT-config/)")
     export.add_argument("--half", action="store_true", help="marble format: store weights as float16")
-    export.add_argument("out", type=Path, help="folder to write")
+    export.add_argument("out", type=Path, help="folder to write (single-file: the .safetensors file)")
     export.set_defaults(handler=run_export)
 
 
@@ -291,6 +292,13 @@ def run_export(args) -> None:
 
         export_run_folder(resolve_model(args.model), args.out, half=args.half)
         print(f"wrote the run's inference files to {args.out}")
+        return
+    if args.format == "single-file":
+        from marble.export.single_file import export_single_file
+
+        weights, config = export_single_file(resolve_model(args.model), args.out)
+        print(f"wrote {weights} and {config}/; load with StableDiffusionPipeline.from_single_file("
+              f"{str(weights)!r}, config={str(config)!r}, local_files_only=True)")
         return
     from marble.export.diffusers_folder import export_diffusers
 

@@ -79,6 +79,13 @@ def test_train_lora_writes_a_small_adapter_that_applies_to_its_base(tiny_run, sy
     apply_adapters(pipeline.unet, pipeline.text_encoder, [(load_adapter(out), 1.0)])  # fingerprint matches
 
 
+def test_train_lora_refuses_several_processes(tiny_run, synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch --num_processes 2` sets it
+    with pytest.raises(MarbleError, match="runs on one process"):
+        train_lora(tiny_run, synthetic_dataset, tmp_path / "a", lora_config(), progress=False)
+    assert not (tmp_path / "a").exists()
+
+
 def test_bad_bases_settings_and_folders_are_clear_errors(tiny_run, synthetic_dataset, tmp_path):
     with pytest.raises(MarbleError, match="not a trained run"):
         train_lora(tmp_path / "nowhere", synthetic_dataset, tmp_path / "a", lora_config(), progress=False)

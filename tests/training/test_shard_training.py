@@ -7,7 +7,6 @@ import torch
 from marble.autoencoder.model import build_autoencoder
 from marble.cli import main
 from marble.config import preset
-from marble.data.shards import write_shards
 from marble.errors import MarbleError
 from marble.training.autoencoder_stage import autoencoder_stage
 from marble.training.checkpoint import latest_checkpoint
@@ -16,12 +15,6 @@ from marble.training.loop import train_stage
 from marble.training.unet_stage import CACHE_BATCH, encode_latent_distribution
 
 CONFIG = preset("tiny")
-
-
-@pytest.fixture(scope="module")
-def shards(synthetic_dataset, tmp_path_factory):
-    return write_shards(synthetic_dataset, tmp_path_factory.mktemp("shards") / "shapes", shard_size=5,
-                        progress=False).root
 
 
 def train_autoencoder(data, stage_dir):

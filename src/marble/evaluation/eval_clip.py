@@ -18,6 +18,7 @@ from marble.config import RunConfig, load_json, preset, replace_train, save_json
 from marble.data.folder import load_image_folder
 from marble.errors import MarbleError
 from marble.training.artifacts import save_atomically, write_json
+from marble.training.distributed import is_main_process, on_main_process
 from marble.training.text_stage import train_clip
 
 TRAINING_DIR = "training"
@@ -46,8 +47,11 @@ def eval_clip_config(preset_name: str = "emoji", seed: int = DEFAULT_SEED, **tra
 
 
 def train_eval_clip(data_dir: Path, out_dir: Path, config: RunConfig, progress: bool = True) -> dict:
-    """Train the evaluation CLIP on all of `data_dir`; write it to `out_dir`; return its summary."""
-    out_dir = Path(out_dir)
+    """Train the evaluation CLIP on all of `data_dir`; write it to `out_dir`; return its summary.
+
+    Under `accelerate launch` every process trains; only the main one writes.
+    """
+    out_dir, progress = Path(out_dir), progress and is_main_process()
     if (out_dir / "config.json").is_file():
         raise MarbleError(f"{out_dir} already holds a trained evaluation CLIP; choose another --out or delete it")
     pairs, skipped = load_image_folder(Path(data_dir), config.data.image_size, config.data.max_image_bytes, progress)
@@ -64,7 +68,7 @@ def train_eval_clip(data_dir: Path, out_dir: Path, config: RunConfig, progress: 
         write_json(staging / "summary.json", summary)
 
     # Replaces OUT (and the finished training/ checkpoints inside it) with the final model in one rename.
-    save_atomically(write, out_dir)
+    on_main_process(lambda: save_atomically(write, out_dir))
     return summary
 
 
@@ -75,9 +79,13 @@ def _open_training_dir(training_dir: Path, config: RunConfig) -> Path:
         if load_json(RunConfig, saved) != config:
             raise MarbleError(f"{training_dir.parent} holds an unfinished evaluation CLIP trained with other settings "
                               f"({saved}); use the same options or another --out")
-    else:
+        return training_dir
+
+    def write() -> None:
         training_dir.mkdir(parents=True, exist_ok=True)
         save_json(config, saved)
+
+    on_main_process(write)
     return training_dir
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig, PreTrainedTokenizerFast
 
 from marble.config import TextConfig
@@ -64,14 +64,23 @@ def images_to_clip_pixels(images_uint8: Tensor) -> Tensor:
     return images_uint8.float() / 127.5 - 1.0
 
 
-def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) -> tuple[Tensor, dict[str, float]]:
-    """Symmetric InfoNCE over the batch's image-text cosine logits (CLIP, Radford et al. 2021, Fig. 3).
+class ClipEmbeddings(nn.Module):
+    """CLIPModel's forward reduced to what the contrastive loss needs, as one call (DDP syncs a forward)."""
 
-    No attention mask: the text tower is causal and pools at the first eos, so padding after it
-    cannot change the result (the same call StableDiffusionPipeline makes).
-    """
-    outputs = model(input_ids=input_ids, pixel_values=pixel_values)
-    logits_per_image = outputs.logits_per_image  # (N images, N texts), already scaled by exp(logit_scale)
+    def __init__(self, clip: CLIPModel):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, pixel_values: Tensor, input_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """→ unit image embeddings (N, P), unit text embeddings (N, P), exp(logit_scale) ()."""
+        outputs = self.clip(input_ids=input_ids, pixel_values=pixel_values)
+        return outputs.image_embeds, outputs.text_embeds, self.clip.logit_scale.exp()
+
+
+def info_nce(image_embeds: Tensor, text_embeds: Tensor, scale: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """Symmetric InfoNCE over the batch's image-text cosine logits (CLIP, Radford et al. 2021, Fig. 3)."""
+    # The same float operations as transformers' CLIPModel.forward.
+    logits_per_image = (torch.matmul(text_embeds, image_embeds.t()) * scale).t()  # (N images, N texts)
     targets = torch.arange(len(logits_per_image), device=logits_per_image.device)
     image_to_text = F.cross_entropy(logits_per_image, targets)
     text_to_image = F.cross_entropy(logits_per_image.t(), targets)
@@ -80,4 +89,13 @@ def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) 
     return loss, {"loss": loss.item(), "accuracy": accuracy.item()}
 
 
-__all__ = ["build_clip", "images_to_clip_pixels", "contrastive_loss"]
+def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """InfoNCE of one batch through `model`.
+
+    No attention mask: the text tower is causal and pools at the first eos, so padding after it
+    cannot change the result (the same call StableDiffusionPipeline makes).
+    """
+    return info_nce(*ClipEmbeddings(model)(pixel_values, input_ids))
+
+
+__all__ = ["build_clip", "images_to_clip_pixels", "ClipEmbeddings", "info_nce", "contrastive_loss"]

@@ -21,11 +21,23 @@ from marble.evaluation.image_metrics import psnr
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically
 from marble.training.data import TrainingData
+from marble.training.distributed import on_main_process
 from marble.training.feed import ImageFeed
 from marble.training.loop import Objective, Stage, train_stage
 
 EVAL_BATCH = 64
 PREVIEW_FIT_IMAGES = 512
+
+
+class Reconstruction(torch.nn.Module):
+    """encode → sample → decode → loss as one forward call, so that DDP sees the whole step."""
+
+    def __init__(self, autoencoder: AutoencoderKL, kl_weight: float):
+        super().__init__()
+        self.autoencoder, self.kl_weight = autoencoder, kl_weight
+
+    def forward(self, images: torch.Tensor, noise: torch.Tensor):
+        return reconstruction_loss(self.autoencoder, images, noise, self.kl_weight)
 
 
 def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: ImageFeed) -> Stage:
@@ -35,8 +47,8 @@ def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: Ima
     judged: dict[str, torch.Tensor] = {}  # this step's real and reconstructed images, for the discriminator
 
     def autoencoder_loss(model, batch):
-        real = images_to_model(images.of(batch))
-        loss, logs, reconstruction = reconstruction_loss(model, real, batch.random.randn(*shape), settings.kl_weight)
+        real = images_to_model(images.of(batch).to(batch.device))
+        loss, logs, reconstruction = model(real, batch.random.randn(*shape))
         if discriminator is not None and batch.step >= settings.gan_start_step:
             adversarial = generator_adversarial_loss(discriminator(reconstruction))
             loss = loss + settings.gan_weight * adversarial
@@ -48,7 +60,8 @@ def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: Ima
         loss = hinge_discriminator_loss(model(judged["real"]), model(judged["fake"]))
         return loss, {"loss": loss.item()}
 
-    objectives = [Objective("autoencoder", autoencoder, autoencoder_loss)]
+    objectives = [Objective("autoencoder", autoencoder, autoencoder_loss,
+                            forward_module=Reconstruction(autoencoder, settings.kl_weight))]
     if discriminator is not None:
         objectives.append(Objective("discriminator", discriminator, discriminator_loss, starts_at=settings.gan_start_step))
     return Stage("autoencoder", objectives, dataset_size=images.size, batches=images.batches)
@@ -78,6 +91,12 @@ def train_autoencoder_stage(config: RunConfig, data: TrainingData, layout: RunLa
     autoencoder = build_autoencoder(config.autoencoder, config.data.image_size)
     stage = autoencoder_stage(autoencoder, config, data.feed(config.autoencoder.train))
     summary = train_stage(stage, config.autoencoder.train, layout.stage("autoencoder"), progress)
+    on_main_process(lambda: summary.update(measure_and_save(autoencoder, data, layout)))
+    return summary
+
+
+def measure_and_save(autoencoder: AutoencoderKL, data: TrainingData, layout: RunLayout) -> dict:
+    """Latent scale, preview map and held-out PSNR of the trained autoencoder; writes it with its scale."""
     autoencoder.eval()
     train_images, holdout_images = data.measure_images("train"), data.measure_images("holdout")
     scale = measure_latent_scale(autoencoder, train_images)
@@ -85,6 +104,5 @@ def train_autoencoder_stage(config: RunConfig, data: TrainingData, layout: RunLa
     save_pretrained_atomically(autoencoder, layout.autoencoder)
     layout.preview_map.write_text(json.dumps(fit_preview_map(autoencoder, train_images).tolist()))
     holdout_psnr = psnr(holdout_images, reconstruct(autoencoder, holdout_images)).mean().item()
-    summary.update(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2), holdout_images=len(holdout_images),
-                   parameters=sum(p.numel() for p in autoencoder.parameters()))
-    return summary
+    return dict(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2), holdout_images=len(holdout_images),
+                parameters=sum(p.numel() for p in autoencoder.parameters()))

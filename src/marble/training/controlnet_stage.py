@@ -19,6 +19,7 @@ from marble.control.conditions import check_condition, condition_images, conditi
 from marble.control.config import ControlNetConfig
 from marble.control.files import ControlNetFolder
 from marble.control.model import build_controlnet, control_residuals
+from marble.training.distributed import launched_processes
 from marble.errors import MarbleError
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically, write_json
@@ -70,6 +71,10 @@ def check_base_run(layout: RunLayout) -> RunConfig:
 def train_controlnet(base_dir: Path, data_dir: Path, out_dir: Path, config: ControlNetConfig, progress: bool = True,
                      report: Callable[[str], None] = print) -> dict:
     """Train a ControlNet for `config.condition` on the images in `data_dir`, on top of the run `base_dir`."""
+    # Not yet made multi-process: every process would write OUT, and the frozen U-Net and the
+    # condition images stay on the CPU.
+    if launched_processes() > 1:
+        raise MarbleError("`marble train controlnet` runs on one process; start it without `accelerate launch`")
     check_condition(config.condition)
     layout = RunLayout(Path(base_dir))
     base = check_base_run(layout)

@@ -19,6 +19,8 @@ class EMA:
     def update(self, module: torch.nn.Module, step: int) -> None:
         d = self.decay_at(step)
         for key, value in module.state_dict().items():
+            if self.shadow[key].device != value.device:  # the module moved to a GPU after the shadow was made
+                self.shadow[key] = self.shadow[key].to(value.device)
             shadow = self.shadow[key]
             if value.dtype.is_floating_point:
                 shadow.mul_(d).add_(value.detach().float(), alpha=1 - d)

@@ -2,11 +2,14 @@
 
 A stage supplies objectives (a module and a loss over a `Batch`); the loop owns everything
 else. Batches and their randomness are pure functions of (seed, step) (see randomness.py), so a
-resumed run continues exactly where an uninterrupted one would have been.
+resumed run continues exactly where an uninterrupted one would have been, and N processes
+(`accelerate launch`) each train on their share of the same global batch: DDP averages their
+gradients, which is the gradient of the global batch's mean loss. Only the main process writes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -18,7 +21,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from accelerate import Accelerator
 from accelerate.tracking import TensorBoardTracker
 from tqdm.auto import tqdm
 
@@ -31,6 +33,7 @@ from marble.training.checkpoint import (
     prune_checkpoints,
     save_training_state,
 )
+from marble.training.distributed import any_process, make_accelerator, mean_over_processes
 from marble.training.ema import EMA
 from marble.training.randomness import Batch, BatchFactory, make_batch
 
@@ -47,6 +50,9 @@ class Objective:
     loss: LossFn
     learning_rate: float | None = None  # None: the stage's TrainConfig.learning_rate
     starts_at: int = 0  # first step at which this objective trains (e.g. the discriminator)
+    # What the loss calls, when `module`'s own forward is not the training computation (e.g. the
+    # autoencoder's encode + decode): a wrapper owning `module`, so that DDP sees one forward.
+    forward_module: torch.nn.Module | None = None
 
 
 @dataclass
@@ -110,7 +116,7 @@ class _StageRun:
 
     def __init__(self, stage: Stage, config: TrainConfig, stage_dir: Path):
         self.stage, self.config, self.stage_dir = stage, config, stage_dir
-        self.accelerator = Accelerator()
+        self.accelerator = make_accelerator()
         self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         if config.batch_size % self.world:
             raise MarbleError(f"batch size {config.batch_size} must divide evenly across {self.world} processes")
@@ -120,7 +126,7 @@ class _StageRun:
         self.optimizers = {o.name: make_optimizer(o.module, config, self._base_lr(o)) for o in stage.objectives}
         self.ema = EMA(stage.objectives[0].module, stage.ema_decay) if stage.ema_decay > 0 else None
         self.start_step = self._resume()
-        self.prepared = {n: self.accelerator.prepare(m) for n, m in self.modules.items()}
+        self.prepared = {o.name: self.accelerator.prepare(o.forward_module or o.module) for o in stage.objectives}
         self.prepared_optimizers = {n: self.accelerator.prepare(o) for n, o in self.optimizers.items()}
 
     def _base_lr(self, objective: Objective) -> float:
@@ -143,11 +149,12 @@ class _StageRun:
         self.accelerator.wait_for_everyone()
 
     def batches(self) -> Iterator[Batch]:
-        """This process's batches from the resumed step on."""
-        if self.stage.batches is not None:
-            return iter(self.stage.batches(self.start_step, self.rank, self.world))
-        return (make_batch(self.config.seed, step, self.stage.dataset_size, self.config.batch_size, self.rank, self.world)
-                for step in count(self.start_step))
+        """This process's batches from the resumed step on, each marked with the device the models train on."""
+        config, device = self.config, self.accelerator.device
+        if self.stage.batches is None:
+            return (make_batch(config.seed, step, self.stage.dataset_size, config.batch_size, self.rank, self.world,
+                               device) for step in count(self.start_step))
+        return (_on_device(batch, device) for batch in self.stage.batches(self.start_step, self.rank, self.world))
 
     def train_step(self, step: int, batch: Batch) -> dict[str, float]:
         """One optimizer step per active objective, on this process's share of the batch."""
@@ -185,13 +192,16 @@ class _StageRun:
                     logs = self.train_step(step, next(batches))
                     done = step + 1
                     bar.update(1)
-                    if main and (done % config.log_every == 0 or done == config.steps):
-                        log.write(done, time.perf_counter() - started, logs)
-                        tracker.log(logs, step=done)
-                        bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in logs.items() if "loss" in k})
+                    if done % config.log_every == 0 or done == config.steps:
+                        logs = mean_over_processes(logs, self.accelerator.device)  # every process takes part
+                        if main:
+                            log.write(done, time.perf_counter() - started, logs)
+                            tracker.log(logs, step=done)
+                            bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in logs.items() if "loss" in k})
                     if main and self.stage.on_sample and config.sample_every and done % config.sample_every == 0:
-                        self.stage.on_sample(done, self.stage_dir / "samples", self.stage.objectives[0].module)
-                    if stop.requested:
+                        self.stage.on_sample(done, self.stage_dir / "samples", _on_cpu(self.stage.objectives[0].module))
+                    # A signal reaches processes at different steps: all stop after the same one.
+                    if any_process(stop.requested, self.accelerator.device):
                         # Nothing lost on Ctrl-C or SIGTERM: keep the completed step, then stop.
                         self.checkpoint(done)
                         raise KeyboardInterrupt
@@ -201,11 +211,30 @@ class _StageRun:
             bar.close()
             if tracker is not None:
                 tracker.finish()
-        if self.ema is not None:
-            self.ema.copy_to(self.stage.objectives[0].module)
+        self.finish()
         return {"stage": self.stage.name, "steps": config.steps, "resumed_from": self.start_step,
                 "seconds": round(time.perf_counter() - started, 1),
                 "final": {k: round(v, 6) for k, v in logs.items()}}
+
+    def finish(self) -> None:
+        """EMA weights into the sampled module; every module back on the CPU, where the stages save and measure."""
+        if self.ema is not None:
+            self.ema.copy_to(self.stage.objectives[0].module)
+        for module in self.modules.values():
+            module.to("cpu")
+
+
+def _on_device(batch: Batch, device: torch.device) -> Batch:
+    """A streamed batch (built without knowing the device) told where its losses move their inputs."""
+    batch.device = batch.random.device = device
+    return batch
+
+
+def _on_cpu(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` itself on a CPU run; a CPU copy when it trains on a GPU (samplers and savers run on the CPU)."""
+    if next(module.parameters()).device.type == "cpu":
+        return module
+    return copy.deepcopy(module).to("cpu")
 
 
 class stop_signals:

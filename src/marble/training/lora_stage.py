@@ -25,6 +25,7 @@ from marble.layout import RunLayout
 from marble.text.encoders import ClipTextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, write_json
 from marble.training.data import load_training_data
+from marble.training.distributed import launched_processes
 from marble.training.loop import Objective, Stage, train_stage
 from marble.training.unet_stage import ContextFn, UNetInputs, denoising_loss, prepare_inputs
 
@@ -131,6 +132,9 @@ def load_base(layout: RunLayout, config: LoraConfig) -> tuple[UNet2DConditionMod
 
 def train_lora(base: Path, data_dir: Path, out_dir: Path, config: LoraConfig, progress: bool = True) -> dict:
     """Train an adapter on `data_dir` for the run at `base`; write it to `out_dir`; return the summary."""
+    # Every process would write OUT, and the live text contexts bypass DDP's forward: one process only.
+    if launched_processes() > 1:
+        raise MarbleError("`marble train lora` runs on one process; start it without `accelerate launch`")
     config.validate()
     out_dir = Path(out_dir)
     layout, run_config = trained_run(base)

@@ -39,11 +39,15 @@ def stream_indices(seed: int, positions: range, size: int) -> list[int]:
 
 @dataclass
 class SampleRandom:
-    """Per-sample random draws for one batch; call k of a method uses stream k."""
+    """Per-sample random draws for one batch; call k of a method uses stream k.
+
+    Drawn on the CPU (the same numbers on any hardware), returned on `device`.
+    """
 
     seed: int
     positions: list[int]
     calls: int = 0
+    device: torch.device = torch.device("cpu")
 
     def _generators(self) -> list[torch.Generator]:
         self.calls += 1
@@ -51,15 +55,15 @@ class SampleRandom:
 
     def randn(self, *shape: int) -> torch.Tensor:
         """(B, *shape) standard normal."""
-        return torch.stack([torch.randn(shape, generator=g) for g in self._generators()])
+        return torch.stack([torch.randn(shape, generator=g) for g in self._generators()]).to(self.device)
 
     def rand(self) -> torch.Tensor:
         """(B,) uniform in [0, 1)."""
-        return torch.cat([torch.rand(1, generator=g) for g in self._generators()])
+        return torch.cat([torch.rand(1, generator=g) for g in self._generators()]).to(self.device)
 
     def randint(self, high: int) -> torch.Tensor:
         """(B,) integers in [0, high)."""
-        return torch.cat([torch.randint(high, (1,), generator=g) for g in self._generators()])
+        return torch.cat([torch.randint(high, (1,), generator=g) for g in self._generators()]).to(self.device)
 
     def choice(self, counts: list[int]) -> list[int]:
         """For each sample, an index below its own count."""
@@ -74,6 +78,7 @@ class Batch:
     indices: list[int]  # dataset indices of this process's share of the global batch
     random: SampleRandom
     images: torch.Tensor | None = None  # (B, 3, S, S) uint8 when the data are streamed, not indexed
+    device: torch.device = torch.device("cpu")  # where the model trains: losses move their inputs here
 
 
 # (start step, rank, world) -> that process's batches from the start step on, for streamed data.
@@ -87,7 +92,9 @@ def batch_positions(step: int, global_batch: int, rank: int = 0, world: int = 1)
     return range(start, start + share)
 
 
-def make_batch(seed: int, step: int, dataset_size: int, global_batch: int, rank: int = 0, world: int = 1) -> Batch:
+def make_batch(seed: int, step: int, dataset_size: int, global_batch: int, rank: int = 0, world: int = 1,
+               device: torch.device = torch.device("cpu")) -> Batch:
     """This rank's contiguous share of the global batch at `step`."""
     positions = batch_positions(step, global_batch, rank, world)
-    return Batch(step, stream_indices(seed, positions, dataset_size), SampleRandom(seed, list(positions)))
+    random = SampleRandom(seed, list(positions), device=device)
+    return Batch(step, stream_indices(seed, positions, dataset_size), random, device=device)

@@ -13,6 +13,7 @@ from marble.layout import RunLayout
 from marble.training.artifacts import write_json
 from marble.training.autoencoder_stage import train_autoencoder_stage
 from marble.training.data import TrainingData, load_training_data
+from marble.training.distributed import is_main_process, on_main_process
 from marble.training.sample_grid import training_sampler
 from marble.training.text_stage import train_text_stage
 from marble.training.unet_stage import train_unet_stage
@@ -38,12 +39,15 @@ def open_run(run_dir: Path, config: RunConfig) -> RunLayout:
     learning-rate schedule stretched to the new length.
     """
     layout = RunLayout(Path(run_dir))
-    if not layout.run_config.exists():
-        layout.root.mkdir(parents=True, exist_ok=True)
-    elif not only_trains_longer(load_json(RunConfig, layout.run_config), config):
+    if layout.run_config.exists() and not only_trains_longer(load_json(RunConfig, layout.run_config), config):
         raise MarbleError(f"{run_dir} was started with a different configuration ({layout.run_config}); "
                           "use a new --run folder or the same options (only --steps may grow)")
-    save_json(config, layout.run_config)
+
+    def write() -> None:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        save_json(config, layout.run_config)
+
+    on_main_process(write)
     return layout
 
 
@@ -66,20 +70,26 @@ def check_prerequisites(name: str, layout: RunLayout) -> None:
 
 def train_stages(names: list[str], config: RunConfig, data_dir: Path, run_dir: Path, progress: bool = True,
                  report: Callable[[str], None] = print) -> dict[str, dict]:
-    """Train the named stages in order; each writes its summary.json and reports what it wrote."""
+    """Train the named stages in order; each writes its summary.json and reports what it wrote.
+
+    Under `accelerate launch` every process runs this; only the main one writes, shows and reports.
+    """
     for name in names:
         if name not in STAGES:
             raise MarbleError(f"unknown stage {name!r}; choose from {', '.join(STAGES)} or all")
+    main = is_main_process()
+    progress, report = progress and main, report if main else (lambda line: None)
     data = load_training_data(data_dir, config.data, progress)  # first: bad data must not leave a run folder
     layout = open_run(run_dir, config)
     report(f"data: {data.describe()}")
-    write_json(layout.root / "data.json", {"data_dir": str(Path(data_dir).resolve()), "train": len(data.train),
-                                           "holdout": len(data.holdout), "skipped": dict(data.skipped.counts)})
+    on_main_process(lambda: write_json(layout.root / "data.json", {
+        "data_dir": str(Path(data_dir).resolve()), "train": len(data.train), "holdout": len(data.holdout),
+        "skipped": dict(data.skipped.counts)}))
     summaries = {}
     for name in names:
         check_prerequisites(name, layout)
         summary = _run_stage(name, config, data, layout, progress)
-        write_json(layout.summary(name), summary)
+        on_main_process(lambda: write_json(layout.summary(name), summary))
         summaries[name] = summary
         report(f"{name}: {json.dumps(summary, ensure_ascii=False)}\n  wrote {layout.stage(name)}")
     return summaries

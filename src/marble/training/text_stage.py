@@ -10,34 +10,38 @@ from transformers import CLIPModel, PreTrainedTokenizerFast
 from marble.config import RunConfig
 from marble.data.folder import ImageCaptionSet
 from marble.layout import RunLayout
-from marble.text.clip import build_clip, contrastive_loss, images_to_clip_pixels
+from marble.text.clip import ClipEmbeddings, build_clip, images_to_clip_pixels, info_nce
 from marble.text.encoders import ClipTextEncoder
 from marble.text.minilm import MiniLMTextEncoder
 from marble.text.tokenizer import train_tokenizer
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
 from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
+from marble.training.distributed import gather_with_gradient, on_main_process
 from marble.training.feed import ImageFeed
 from marble.training.loop import Objective, Stage, train_stage
 
 
 def tokenizer_for_run(config: RunConfig, captions: CaptionTable, stage_dir: Path) -> PreTrainedTokenizerFast:
-    """Train the BPE once; a resumed run reuses the saved one so token ids never change."""
+    """Train the BPE once (main process); a resumed run, and every process, loads the saved one."""
     saved = stage_dir / "tokenizer"
-    if (saved / "tokenizer.json").exists():
-        return PreTrainedTokenizerFast.from_pretrained(saved)
-    tokenizer = train_tokenizer(captions.texts, config.text.vocab_size, config.text.max_length)
-    save_pretrained_atomically(tokenizer, saved)
-    return tokenizer
+    if not (saved / "tokenizer.json").exists():
+        on_main_process(lambda: save_pretrained_atomically(
+            train_tokenizer(captions.texts, config.text.vocab_size, config.text.max_length), saved))
+    return PreTrainedTokenizerFast.from_pretrained(saved)
 
 
 def clip_stage(clip: torch.nn.Module, images: ImageFeed, captions: CaptionTable, token_ids: torch.Tensor,
                name: str = "text") -> Stage:
     def loss(model, batch):
         rows = captions.pick(batch.indices, batch.random.choice(captions.counts(batch.indices)))
-        return contrastive_loss(model, images_to_clip_pixels(images.of(batch)), token_ids[rows])
+        pixels = images_to_clip_pixels(images.of(batch)).to(batch.device)  # (B, 3, S, S) in [-1, 1]
+        image_embeds, text_embeds, scale = model(pixels, token_ids[rows].to(batch.device))
+        # Negatives come from the whole global batch, as on one process: gather every process's share.
+        return info_nce(gather_with_gradient(image_embeds), gather_with_gradient(text_embeds), scale)
 
-    return Stage(name, [Objective("clip", clip, loss)], dataset_size=images.size, batches=images.batches)
+    objective = Objective("clip", clip, loss, forward_module=ClipEmbeddings(clip))
+    return Stage(name, [objective], dataset_size=images.size, batches=images.batches)
 
 
 def train_clip(config: RunConfig, pairs: ImageCaptionSet, stage_dir: Path, progress: bool = True,
@@ -62,10 +66,15 @@ def train_clip(config: RunConfig, pairs: ImageCaptionSet, stage_dir: Path, progr
 def train_text_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True) -> dict:
     """Write RUN/text/encoder (and RUN/text/clip when CLIP is trained); return the stage summary."""
     if config.text.kind == "minilm":
-        save_atomically(MiniLMTextEncoder(max_length=config.text.max_length).save, layout.text_encoder)
+        on_main_process(lambda: save_atomically(MiniLMTextEncoder(max_length=config.text.max_length).save,
+                                                layout.text_encoder))
         return {"stage": "text", "kind": "minilm", "steps": 0, "seconds": 0.0}
     clip, tokenizer, summary = train_clip(config, data.train, layout.stage("text"), progress,
                                           images=data.feed(config.text.train))
-    save_pretrained_atomically(clip, layout.clip, tokenizer)
-    save_atomically(ClipTextEncoder.from_clip(clip, tokenizer).save, layout.text_encoder)
+
+    def write() -> None:
+        save_pretrained_atomically(clip, layout.clip, tokenizer)
+        save_atomically(ClipTextEncoder.from_clip(clip, tokenizer).save, layout.text_encoder)
+
+    on_main_process(write)
     return summary

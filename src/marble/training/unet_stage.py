@@ -26,6 +26,7 @@ from marble.text.encoders import TextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
 from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
+from marble.training.distributed import on_main_process
 from marble.training.loop import LossFn, Objective, Stage, train_stage
 
 CACHE_BATCH = 128
@@ -85,7 +86,9 @@ def cached_contexts(inputs: UNetInputs) -> ContextFn:
     """Contexts from the frozen text encoder's cache; dropped captions get the "" prompt's context."""
 
     def contexts(rows: list[int], dropped: torch.Tensor) -> torch.Tensor:
-        return torch.where(dropped[:, None, None], inputs.empty_context, inputs.contexts[rows])
+        # The cache stays on the CPU; only this batch's rows move to the device the loss runs on.
+        empty, cached = inputs.empty_context.to(dropped.device), inputs.contexts[rows].to(dropped.device)
+        return torch.where(dropped[:, None, None], empty, cached)
 
     return contexts
 
@@ -113,12 +116,13 @@ def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | 
     contexts = contexts or cached_contexts(inputs)
 
     def loss(model, batch):
-        idx, draw = batch.indices, batch.random
-        x0 = (inputs.latent_mean[idx] + inputs.latent_std[idx] * draw.randn(*latent_shape)) * inputs.latent_scale
+        idx, draw, device = batch.indices, batch.random, batch.device
+        mean, std = inputs.latent_mean[idx].to(device), inputs.latent_std[idx].to(device)
+        x0 = (mean + std * draw.randn(*latent_shape)) * inputs.latent_scale
         t = draw.randint(schedule.num_train_timesteps)
         noise = draw.randn(*latent_shape)
         rows = inputs.captions.pick(idx, draw.choice(inputs.captions.counts(idx)))
-        dropped = draw.rand() < settings.caption_dropout  # (B,) unconditional: enables guidance
+        dropped = draw.rand() < settings.caption_dropout  # (B,) on the device; unconditional: enables guidance
         prediction = predict(model, schedule.q_sample(x0, t, noise), t, contexts(rows, dropped), idx)
         target = training_target(settings.prediction_type, x0, noise, t, schedule)
         weights = min_snr_weights(t, schedule, settings.min_snr_gamma, settings.prediction_type)
@@ -146,8 +150,12 @@ def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, p
     torch.manual_seed(config.unet.train.seed)
     unet = build_unet(config.unet, latent_channels, latent_size, inputs.contexts.shape[-1])
     summary = train_stage(unet_stage(unet, inputs, config, on_sample), config.unet.train, layout.stage("unet"), progress)
-    save_pretrained_atomically(unet, layout.unet)  # EMA weights: the loop copied them in at the end
-    save_atomically(scheduler_for(config).save_config, layout.scheduler)
+
+    def write() -> None:
+        save_pretrained_atomically(unet, layout.unet)  # EMA weights: the loop copied them in at the end
+        save_atomically(scheduler_for(config).save_config, layout.scheduler)
+
+    on_main_process(write)
     summary.update(parameters=sum(p.numel() for p in unet.parameters()), latent_scale=inputs.latent_scale)
     return summary
 
