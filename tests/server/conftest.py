@@ -12,7 +12,7 @@ import torch
 import uvicorn
 from fastapi.testclient import TestClient
 
-from marble.pipeline import GenerationResult, Preview
+from marble.pipeline import GenerationResult, MarblePipeline, Preview
 from marble.server.app import create_app
 from marble.server.settings import ServerSettings
 
@@ -121,3 +121,13 @@ def read_events():
 @pytest.fixture
 def wait_for_state():
     return _wait_for_state
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tiny_run) -> MarblePipeline:
+    return MarblePipeline.load(tiny_run)
+
+
+@pytest.fixture
+def client(make_client, tiny_pipeline):
+    return make_client({"tiny": tiny_pipeline})

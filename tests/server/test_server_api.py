@@ -13,21 +13,11 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from marble.pipeline import GenerationRequest, MarblePipeline
+from marble.pipeline import GenerationRequest
 from marble.server.app import create_app
 
 GOOD = {"prompt": "red circle", "steps": 6, "guidance": 3.0, "sampler": "ddim", "seed": 11, "num_images": 2,
         "preview_every": 2}
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(tiny_run) -> MarblePipeline:
-    return MarblePipeline.load(tiny_run)
-
-
-@pytest.fixture
-def client(make_client, tiny_pipeline):
-    return make_client({"tiny": tiny_pipeline})
 
 
 def post_raw(client, text: str):

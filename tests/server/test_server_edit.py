@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from marble.editing import ImageEdit
-from marble.pipeline import GenerationRequest, MarblePipeline
+from marble.pipeline import GenerationRequest
 
 SOURCE = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
 MASK = np.zeros((16, 16), np.uint8)
@@ -25,16 +25,6 @@ def encoded(pixels: np.ndarray, format: str = "PNG") -> str:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format=format)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(tiny_run) -> MarblePipeline:
-    return MarblePipeline.load(tiny_run)
-
-
-@pytest.fixture
-def client(make_client, tiny_pipeline):
-    return make_client({"tiny": tiny_pipeline})
 
 
 def test_an_inpainting_job_gives_the_pipelines_pixels(client, tiny_pipeline, read_events):
