@@ -1,6 +1,10 @@
 """Which training images a run's CLIP finds nearest to a prompt: is the text encoder the bottleneck?
 
     python bench/text_retrieval.py --clip runs/emoji-ref/text/clip --data data/emoji "red apple" "sun"
+    python bench/text_retrieval.py --clip runs/emoji-ref/text/clip --data data/emoji --recall
+
+--recall ranks every image of the folder against each of its captions (per language) and prints
+recall@1/5/10: how often an image's own caption retrieves it among all the folder's images.
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ def image_embeddings(clip, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def text_embeddings(clip, tokenizer, prompts: list[str]) -> torch.Tensor:
+    chunks = [clip.get_text_features(input_ids=tokenize_prompts(tokenizer, prompts[i:i + BATCH]).input_ids).pooler_output
+              for i in range(0, len(prompts), BATCH)]
+    return F.normalize(torch.cat(chunks), dim=-1)  # (N, P)
+
+
+def recall_table(clip, tokenizer, captions: list[dict], embeddings: torch.Tensor, ks=(1, 5, 10)) -> str:
+    """Recall@k of each image by its own caption, among all images, per caption language."""
+    langs = sorted({key for c in captions for key in c if key != "text"} or {"text"})
+    rows = [f"| language | N | {' | '.join(f'recall@{k}' for k in ks)} |", "|---" * (len(ks) + 2) + "|"]
+    for lang in langs:
+        owners = [i for i, c in enumerate(captions) if c.get(lang)]
+        prompts = [captions[i][lang] for i in owners]
+        scores = text_embeddings(clip, tokenizer, prompts) @ embeddings.T  # (captions, images)
+        own = scores[torch.arange(len(owners)), torch.tensor(owners)]
+        rank = (scores > own[:, None]).sum(dim=1)  # 0 = the caption's own image is the nearest
+        rows.append(f"| {lang} | {len(owners)} | " + " | ".join(f"{(rank < k).float().mean():.3f}" for k in ks) + " |")
+    return "\n".join(rows)
+
+
+@torch.no_grad()
 def nearest(clip, tokenizer, embeddings: torch.Tensor, prompt: str, count: int) -> list[int]:
     text = clip.get_text_features(input_ids=tokenize_prompts(tokenizer, [prompt]).input_ids).pooler_output
     return (embeddings @ F.normalize(text, dim=-1)[0]).topk(count).indices.tolist()
@@ -36,7 +61,8 @@ def nearest(clip, tokenizer, embeddings: torch.Tensor, prompt: str, count: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("prompts", nargs="+")
+    parser.add_argument("prompts", nargs="*")
+    parser.add_argument("--recall", action="store_true", help="print recall@1/5/10 per caption language")
     parser.add_argument("--clip", type=Path, required=True, help="a CLIP folder with its tokenizer (RUN/text/clip)")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--top", type=int, default=3)
@@ -45,6 +71,10 @@ def main() -> None:
     clip.eval()
     data, _ = load_image_folder(args.data, clip.config.vision_config.image_size, progress=False)
     embeddings = image_embeddings(clip, data.images)
+    if args.recall:
+        print(recall_table(clip, tokenizer, data.captions, embeddings), "\n")
+    if not args.prompts:
+        return
     print("| prompt | the CLIP's nearest images |\n| --- | --- |")
     for prompt in args.prompts:
         names = [data.captions[i]["text"] for i in nearest(clip, tokenizer, embeddings, prompt, args.top)]
