@@ -68,7 +68,29 @@ def _generate_parser(commands) -> None:
     generate.add_argument("--preview", type=int, default=0, metavar="K",
                           help="also write the predicted clean image every K steps as a strip and a GIF")
     generate.add_argument("--zoom", type=int, default=4, help="enlarge grids by this factor (pixels stay crisp)")
+    _inference_arguments(generate)
     generate.set_defaults(handler=run_generate)
+
+
+def _inference_arguments(parser) -> None:
+    from marble.inference.options import BACKENDS, FASTEST, PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default=FASTEST.precision,
+                        help=f"U-Net arithmetic; auto: bf16 at large batches (default {FASTEST.precision})")
+    parser.add_argument("--backend", choices=BACKENDS, default=FASTEST.backend,
+                        help=f"torch, or onnx: ONNX Runtime on a graph exported into RUN/cache (default {FASTEST.backend})")
+    parser.add_argument("--compile", action="store_true", default=FASTEST.compile,
+                        help="torch.compile the U-Net (the first image pays the compile time)")
+    parser.add_argument("--channels-last", action="store_true", default=FASTEST.channels_last,
+                        help="channels_last memory format for the U-Net")
+
+
+def inference_options(args):
+    from marble.inference.options import InferenceOptions
+
+    options = InferenceOptions(args.precision, args.channels_last, args.compile, args.backend)
+    options.validate()
+    return options
 
 
 def _export_parser(commands) -> None:
@@ -183,7 +205,7 @@ def run_generate(args) -> None:
     request = GenerationRequest(args.prompt, args.negative_prompt, args.steps, args.guidance, args.sampler,
                                 args.seed, args.num_images, args.preview)
     request.validate()  # before loading any weights: bad arguments fail fast
-    pipeline = MarblePipeline.load(resolve_model(args.model))
+    pipeline = MarblePipeline.load(resolve_model(args.model), inference_options(args))
     for path in generate_to_folder(pipeline, request, args.out, args.zoom):
         print(f"wrote {path}")
 
