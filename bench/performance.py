@@ -90,7 +90,8 @@ def profile_section(settings: dict, common: dict) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for name, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}.items():
+        os.environ.setdefault(name, value)  # offline, and no per-file loading bars in the log
     from marble.cli import resolve_model
     from marble.export.diffusers_folder import export_diffusers
 

@@ -15,7 +15,8 @@ RESULT_PREFIX = "RESULT "
 
 def run_task(task: str, params: dict, log=print) -> dict:
     """Run `task` in a fresh Python; its stderr passes through, its last stdout line is the result."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(params["threads"]), HF_HUB_OFFLINE="1",
+    env = dict(os.environ, OMP_NUM_THREADS=str(params["threads"]), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error",
+               HF_HUB_DISABLE_PROGRESS_BARS="1",
                PYTHONPATH=os.pathsep.join([str(SRC), str(BENCH), os.environ.get("PYTHONPATH", "")]))
     log(f"[bench] {task} {json.dumps({k: v for k, v in params.items() if k != 'threads'})}")
     done = subprocess.run([sys.executable, str(BENCH / "perf" / "worker.py"), task, json.dumps(params)],

@@ -78,8 +78,14 @@ def test_bad_options_are_clear_errors(options, words):
         options.validate()
 
 
+def test_default_is_valid_and_auto_means_fp32_under_onnx():
+    FASTEST.validate()
+    InferenceOptions(precision="auto", backend="onnx").validate()
+    assert not InferenceOptions(precision="auto", backend="onnx").bf16_at(64)
+
+
 def test_replacing_the_unet_rebuilds_the_forward(tiny_run):
-    pipeline = MarblePipeline.load(tiny_run, FASTEST)
+    pipeline = MarblePipeline.load(tiny_run, InferenceOptions(precision="auto"))
     first = pipeline.unet_forward()
     assert pipeline.unet_forward() is first
     pipeline.unet = MarblePipeline.load(tiny_run).unet

@@ -74,5 +74,22 @@ def test_unwritable_cache_falls_back_to_the_user_cache(tmp_path, monkeypatch):
 def test_missing_onnxruntime_is_a_clear_error(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     forward = OnnxUNetForward(MarblePipeline.load(tiny_run).unet, tmp_path)
-    with pytest.raises(MarbleError, match="pip install 'marble\\[onnx\\]'"):
+    with pytest.raises(MarbleError, match="pip install onnxruntime onnx, or choose --backend torch"):
         forward(torch.zeros(1, 4, 4, 4), torch.tensor(1), torch.zeros(1, 2, 8))
+
+
+def test_weights_changed_in_place_are_exported_again(tiny_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    unet = MarblePipeline.load(tiny_run).unet
+    forward = OnnxUNetForward(unet, tmp_path)
+    config = unet.config
+    sample = torch.randn(2, config.in_channels, config.sample_size, config.sample_size)
+    context = torch.randn(2, 4, config.cross_attention_dim)
+    before = forward(sample, torch.tensor(10), context)
+    with torch.no_grad():
+        unet.conv_out.bias += 0.5  # e.g. a LoRA merged into the live model
+        expected = unet(sample, torch.tensor(10), encoder_hidden_states=context).sample
+    after = forward(sample, torch.tensor(10), context)
+    assert len(list(tmp_path.glob("unet-*.onnx"))) == 2
+    torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(after - before, torch.full_like(after, 0.5), rtol=0, atol=1e-4)

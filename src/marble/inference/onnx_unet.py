@@ -68,9 +68,11 @@ def export_unet_onnx(unet: torch.nn.Module, path: Path) -> Path:
 
 def _onnxruntime():
     try:
+        import onnx  # noqa: F401  (torch.onnx.export writes through it)
         import onnxruntime
     except ImportError:
-        raise MarbleError("backend onnx needs ONNX Runtime: pip install 'marble[onnx]' (or onnxruntime onnx)") from None
+        raise MarbleError("backend onnx needs ONNX Runtime and onnx: pip install onnxruntime onnx, "
+                          "or choose --backend torch") from None
     return onnxruntime
 
 
@@ -98,12 +100,19 @@ class OnnxUNetForward:
         self.cache_dir = writable_or_default(cache_dir)
         self.compile_seconds = 0.0  # export and session creation, when they happen
         self._session = None
+        self._exported_state: list | None = None
 
     def onnx_path(self) -> Path:
         return self.cache_dir / f"unet-{weights_fingerprint(self.unet)}.onnx"
 
+    def weights_state(self) -> list:
+        """Cheap identity of the live weights: a changed, added or in-place-updated parameter changes it."""
+        # Tensor._version counts in-place writes (optimizer steps, LoRA merges), so no bytes need hashing.
+        return [(name, p.data_ptr(), p._version) for name, p in self.unet.state_dict(keep_vars=True).items()]
+
     def session(self):
-        if self._session is None:
+        state = self.weights_state()
+        if self._session is None or state != self._exported_state:
             runtime = _onnxruntime()
             started = time.perf_counter()
             path = self.onnx_path()
@@ -113,6 +122,7 @@ class OnnxUNetForward:
             settings.intra_op_num_threads = torch.get_num_threads()  # the same thread budget as torch
             settings.inter_op_num_threads = 1
             self._session = runtime.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+            self._exported_state = state
             self.compile_seconds += time.perf_counter() - started
         return self._session
 

@@ -27,6 +27,7 @@ class InferenceOptions:
             raise MarbleError(f"precision: unknown {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
             raise MarbleError(f"backend: unknown {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        # "auto" is allowed with onnx (it means fp32 there), so --backend alone switches paths.
         if self.backend == "onnx" and (self.precision == "bf16" or self.compile or self.channels_last):
             raise MarbleError("backend onnx runs the exported fp32 graph: it takes no --precision bf16, "
                               "--compile or --channels-last")
@@ -39,4 +40,7 @@ class InferenceOptions:
 
 
 EXACT = InferenceOptions()  # fp32 eager: the same arithmetic as diffusers, pixel for pixel
-FASTEST = InferenceOptions(precision="auto")  # what `marble generate` and `marble serve` use unless told
+# What `marble generate` and `marble serve` use unless told: the U-Net in ONNX Runtime, fp32 (so the
+# same images as EXACT to a level) and the fastest at batch 1 and 16 (docs/performance.md);
+# with --backend torch, "auto" picks bf16 where it is faster.
+FASTEST = InferenceOptions(precision="auto", backend="onnx")
