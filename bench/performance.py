@@ -13,6 +13,7 @@ a fresh process (its own peak RSS); compared paths alternate round by round (ABA
 from __future__ import annotations
 
 import argparse
+import json
 import datetime
 import os
 import sys
@@ -32,6 +33,9 @@ QUICK = dict(sampling_steps=10, sampling_batches=[1, 4], sampling_rounds=3, unet
              matmul_size=2048, train_batch=16, train_images=128, train_steps_per_round=2, train_rounds=3, top_ops=12)
 FULL = dict(sampling_steps=30, sampling_batches=[1, 16], sampling_rounds=5, unet_batches=[1, 16], unet_rounds=10,
             matmul_size=4096, train_batch=64, train_images=512, train_steps_per_round=5, train_rounds=5, top_ops=15)
+# Only proves the suite runs end to end (a minute or two); its numbers mean nothing.
+SMOKE = dict(sampling_steps=2, sampling_batches=[1, 2], sampling_rounds=1, unet_batches=[1, 2], unet_rounds=1,
+             matmul_size=256, train_batch=4, train_images=16, train_steps_per_round=1, train_rounds=1, top_ops=5)
 SAMPLING_PATHS = ["fp32", "bf16", "onnx"]
 UNET_PATHS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "onnx"]
 PROMPT = "smiling face with heart eyes"
@@ -42,14 +46,18 @@ DEFAULT_METRICS = Path("docs/evaluation/metrics.json")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer steps, rounds and smaller batches: minutes, not an hour")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="reference", help="run folder, or 'reference' (the shipped emoji model)")
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"))
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch/ONNX Runtime threads (default: all cores)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="image folder for the training section "
                         "(synthetic images when it does not exist)")
-    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to build)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure torch.compile on the U-Net forward, with its compile time (slow to build)")
     parser.add_argument("--eval-metrics", type=Path, default=DEFAULT_METRICS,
                         help=f"metrics.json of `marble eval` on the model (default {DEFAULT_METRICS})")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only rewrite --out from the .json a previous run wrote beside it")
     parser.add_argument("--sections", default="sampling,unet,training,quality,profile")
     return parser.parse_args(argv)
 
@@ -61,7 +69,7 @@ def with_default(paths: list[str], compile_too: bool) -> list[str]:
 
 def sampling_section(settings: dict, common: dict) -> dict:
     params = {**common, "steps": settings["sampling_steps"], "batches": settings["sampling_batches"],
-              "rounds": settings["sampling_rounds"], "paths": with_default(SAMPLING_PATHS, settings["compile"])}
+              "rounds": settings["sampling_rounds"], "paths": with_default(SAMPLING_PATHS, False)}
     timings = run_task("sampling", params)
     memory = {path: run_task("sampling_memory", {**params, "path": path}) for path in ["diffusers", *params["paths"]]}
     return {"sampling": timings, "sampling_memory": memory}
@@ -90,15 +98,19 @@ def profile_section(settings: dict, common: dict) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.render:
+        raw = json.loads(args.render.read_text())
+        args.out.write_text(render(raw["machine"], raw["settings"], raw["results"], args))
+        return
     for name, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}.items():
         os.environ.setdefault(name, value)  # offline, and no per-file loading bars in the log
     from marble.cli import resolve_model
     from marble.export.diffusers_folder import export_diffusers
 
     run_dir = resolve_model(args.model).resolve()
-    settings = {**(QUICK if args.quick else FULL), "compile": args.compile, "prompt": PROMPT, "sampler": "dpm++",
-                "guidance": 5.0, "seed": 0, "model_name": args.model, "quick": args.quick,
-                "date": datetime.date.today().isoformat()}
+    settings = {**(SMOKE if args.smoke else QUICK if args.quick else FULL), "compile": args.compile, "prompt": PROMPT, "sampler": "dpm++",
+                "guidance": 5.0, "seed": 0, "model_name": args.model, "quick": args.quick or args.smoke,
+                "date": datetime.date.today().isoformat(), "failed": {}}
     sections = set(args.sections.split(","))
     machine = machine_info(args.threads)
     results: dict = {}
@@ -110,14 +122,26 @@ def main(argv=None) -> None:
         for name, section in [("unet", unet_section), ("sampling", sampling_section),
                               ("training", training_section), ("profile", profile_section)]:
             if name in sections:
-                results.update(section(settings, common))
+                results.update(run_section(name, section, settings, common))
     if "quality" in sections:
         results["stages"] = stage_times(run_dir)
         results["evaluation"] = evaluation_numbers(args.eval_metrics)
-    text = render(machine, settings, results, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    raw = {"machine": machine, "settings": settings, "results": results}
+    args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")  # kept even if rendering fails
+    text = render(machine, settings, results, args)
     args.out.write_text(text)
     print(text)
+
+
+def run_section(name: str, section, settings: dict, common: dict) -> dict:
+    """A failed section is reported in the file, not fatal: the other sections' numbers still count."""
+    try:
+        return section(settings, common)
+    except RuntimeError as error:
+        print(f"[bench] section {name} failed: {error}", file=sys.stderr)
+        settings["failed"][name] = str(error).splitlines()[0]
+        return {}
 
 
 def render(machine: dict, settings: dict, results: dict, args) -> str:
@@ -143,6 +167,8 @@ def render(machine: dict, settings: dict, results: dict, args) -> str:
                   *report.quality_lines(results["stages"], results["evaluation"], str(args.eval_metrics)), ""]
     if "profile" in results:
         lines += ["## Profile: where sampling spends its time", "", *report.profile_lines(results["profile"])]
+    for name, reason in settings["failed"].items():
+        lines += [f"## {name}: failed", "", f"`{reason}` (see the suite's log)", ""]
     lines += ["## How this was measured", "", *METHOD]
     return "\n".join(lines) + "\n"
 

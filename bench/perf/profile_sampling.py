@@ -26,4 +26,4 @@ def profile_sampling(params: dict) -> dict:
         found[name] = {"batch": request.num_images, "total_ms": total / 1e3, "ops": [
             {"op": event.key, "self_ms": event.self_cpu_time_total / 1e3, "share": event.self_cpu_time_total / total,
              "calls": event.count} for event in top]}
-    return found
+    return {"paths": found}

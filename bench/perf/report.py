@@ -81,7 +81,10 @@ def sampling_lines(sampling: dict, memory: dict, settings: dict) -> list[str]:
 
 def _memory(memory: dict, name: str) -> str:
     found = memory.get(name)
-    return f"{found['peak_rss_mib']:.0f} (after load {found['rss_after_load_mib']:.0f})" if found else "–"
+    if not found:
+        return "–"
+    loaded = found.get("rss_after_load_mib")
+    return f"{found['peak_rss_mib']:.0f}" + (f" (after load {loaded:.0f})" if loaded else "")
 
 
 def unet_lines(unet: dict, peak: dict, memory: dict) -> list[str]:
@@ -136,7 +139,7 @@ def quality_lines(stages: list[dict], evaluation: dict | None, metrics_path: str
 
 def profile_lines(profiles: dict) -> list[str]:
     lines = []
-    for name, found in profiles.items():
+    for name, found in profiles["paths"].items():
         rows = [[f"`{op['op']}`", f"{op['self_ms']:.1f}", f"{op['share']:.1%}", op["calls"]] for op in found["ops"]]
         lines += [f"**`{name}`**, one generate call of batch {found['batch']}: {found['total_ms'] / 1e3:.2f} s of "
                   "self CPU time in all", "", *table(["operator", "self CPU ms", "share", "calls"], rows), ""]
