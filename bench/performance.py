@@ -152,7 +152,8 @@ def render(machine: dict, settings: dict, results: dict, args) -> str:
                   "machine shared with other jobs, so absolute times are slow and noisy; the side-by-side ratios "
                   "(interleaved rounds) are the numbers to read. The full run replaces this file.", ""]
     lines += [f"Made by `{command}`.", "", *report.machine_lines(machine, settings), "",
-              "## Targets", "", *report.summary_lines(results), ""]
+              "## Targets", "", *report.summary_lines(results), "",
+              "## Choices: the default path and the options", "", *report.choices_lines(results), ""]
     if "sampling" in results:
         lines += ["## Sampling", "", *report.sampling_lines(results["sampling"], results["sampling_memory"], settings)]
     if "unet" in results:

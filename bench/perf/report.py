@@ -144,3 +144,44 @@ def profile_lines(profiles: dict) -> list[str]:
         lines += [f"**`{name}`**, one generate call of batch {found['batch']}: {found['total_ms'] / 1e3:.2f} s of "
                   "self CPU time in all", "", *table(["operator", "self CPU ms", "share", "calls"], rows), ""]
     return lines
+
+
+def _unet_ms(unet: dict, batch: str, name: str) -> float | None:
+    found = unet["batches"].get(batch, {}).get("paths", {}).get(name)
+    return found["seconds"]["median"] * 1e3 if found else None
+
+
+def choices_lines(results: dict) -> list[str]:
+    """Why the defaults are what they are, with this run's numbers (U-Net medians, batch 1 and largest)."""
+    unet = results.get("unet")
+    if not unet:
+        return ["(the U-Net section did not run: no numbers to choose by)"]
+    batches = sorted(int(b) for b in unet["batches"])
+    small, large = str(batches[0]), str(batches[-1])
+    ms = lambda batch, name: (f"{_unet_ms(unet, batch, name):.0f} ms" if _unet_ms(unet, batch, name) else "–")
+    pair = lambda name: f"{ms(small, name)} at batch {small}, {ms(large, name)} at batch {large}"
+    lines = [
+        f"- **Default: `onnx`** (`marble generate`, `marble serve`): the U-Net exported once to "
+        f"`RUN/cache/unet-<weights hash>.onnx` and run by ONNX Runtime in fp32 — {pair('onnx')}, against eager "
+        f"fp32 {pair('fp32')}. Its images equal diffusers' to rounding (max pixel difference in the sampling "
+        "table), so quality is the fp32 path's by construction. The library default "
+        "(`MarblePipeline.load(run)`) stays eager fp32: exact, no export, no cache files.",
+        f"- **bf16 autocast** (`--backend torch --precision bf16`): {pair('bf16')}. This CPU has AVX-512 BF16 "
+        "but no AMX, so bf16 matmuls gain only what the matmul-peak line shows, and casting costs more than it "
+        "saves at small batch; it also moves pixels by up to the sampling table's max difference. "
+        "`--precision auto` (the torch backend's default) uses it from U-Net batch 8.",
+        f"- **channels_last** (`--channels-last`): fp32 {pair('fp32+channels_last')}, bf16 "
+        f"{pair('bf16+channels_last')} — no gain on these 16×16 latents, so off.",
+        "- **Guidance in one batched call**: the pipeline concatenates the unconditional and conditional "
+        "latents and calls the U-Net once per step (as diffusers does); the text contexts of both halves are "
+        "encoded once per request.",
+        "- **Prompt-context cache**: an LRU of 256 prompt → context entries in the pipeline (`ContextCache`); the "
+        "empty negative prompt and a server's repeated prompts skip the text encoder.",
+    ]
+    compiled = unet.get("compile_seconds", {}).get("compile")
+    if compiled:
+        lines.append(f"- **torch.compile** (`--compile`): {pair('compile')} after {compiled:.0f} s of compiling "
+                     "(inductor, paid again for each new batch shape).")
+    else:
+        lines.append("- **torch.compile** (`--compile`): not measured in this run (pass `--compile` to the suite).")
+    return lines

@@ -35,11 +35,13 @@ def test_fp32_paths_match_to_one_level(tiny_run, exact_images, options, tmp_path
 
 @pytest.mark.parametrize("precision", ["bf16", "auto"])
 def test_bf16_paths_stay_within_a_few_levels(tiny_run, exact_images, precision):
-    # bf16 keeps 8 significant bits (relative error 2^-9 per rounding); over 4 guided steps
-    # (guidance 3 amplifies the ε difference 3×) that moves pixels by a few of 255 levels.
+    # bf16 keeps 8 significant bits (relative error 2^-9 per rounding), and guidance 3 amplifies the
+    # ε difference 3×. Measured on this tiny model over seeds 0-2: at most 2 levels, mean 0.17; the
+    # bounds allow 3× that for other CPUs' bf16 kernels. A fp32 mistake (wrong weights, no guidance)
+    # moves pixels by tens of levels. (The reference model moves up to ~15 levels: docs/performance.md.)
     differences = level_differences(InferenceOptions(precision=precision), tiny_run, exact_images)
-    assert differences.max() <= 12
-    assert differences.mean() <= 1.5
+    assert differences.max() <= 6
+    assert differences.mean() <= 0.5
     assert differences.max() > 0  # it really ran in bf16: the same pixels would mean autocast was off
 
 
