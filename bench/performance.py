@@ -168,6 +168,7 @@ def render(machine: dict, settings: dict, results: dict, args) -> str:
                   *report.quality_lines(results["stages"], results["evaluation"], str(args.eval_metrics)), ""]
     if "profile" in results:
         lines += ["## Profile: where sampling spends its time", "", *report.profile_lines(results["profile"])]
+    lines += ["## Where the time goes, and the targets", "", *report.analysis_lines(results), ""]
     for name, reason in settings["failed"].items():
         lines += [f"## {name}: failed", "", f"`{reason}` (see the suite's log)", ""]
     lines += ["## How this was measured", "", *METHOD]
