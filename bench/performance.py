@@ -110,7 +110,8 @@ def main(argv=None) -> None:
     run_dir = resolve_model(args.model).resolve()
     settings = {**(SMOKE if args.smoke else QUICK if args.quick else FULL), "compile": args.compile, "prompt": PROMPT, "sampler": "dpm++",
                 "guidance": 5.0, "seed": 0, "model_name": args.model, "quick": args.quick or args.smoke,
-                "date": datetime.date.today().isoformat(), "failed": {}}
+                "date": datetime.date.today().isoformat(), "failed": {},
+                "command": " ".join(["python bench/performance.py", *(sys.argv[1:] if argv is None else argv)])}
     sections = set(args.sections.split(","))
     machine = machine_info(args.threads)
     results: dict = {}
@@ -145,13 +146,12 @@ def run_section(name: str, section, settings: dict, common: dict) -> dict:
 
 
 def render(machine: dict, settings: dict, results: dict, args) -> str:
-    command = " ".join(["python bench/performance.py", *sys.argv[1:]])
     lines = ["# Performance: Marble beside diffusers on the same weights", ""]
     if settings["quick"]:
         lines += ["> **Quick run (`--quick`)**: fewer steps, rounds and smaller batches than the full suite, on a "
                   "machine shared with other jobs, so absolute times are slow and noisy; the side-by-side ratios "
                   "(interleaved rounds) are the numbers to read. The full run replaces this file.", ""]
-    lines += [f"Made by `{command}`.", "", *report.machine_lines(machine, settings), "",
+    lines += [f"Made by `{settings['command']}`.", "", *[f"> {note}" for note in settings.get("notes", [])], "", *report.machine_lines(machine, settings), "",
               "## Targets", "", *report.summary_lines(results), "",
               "## Choices: the default path and the options", "", *report.choices_lines(results), ""]
     if "sampling" in results:

@@ -167,8 +167,8 @@ def choices_lines(results: dict) -> list[str]:
         "table), so quality is the fp32 path's by construction. The library default "
         "(`MarblePipeline.load(run)`) stays eager fp32: exact, no export, no cache files.",
         f"- **bf16 autocast** (`--backend torch --precision bf16`): {pair('bf16')}. This CPU has AVX-512 BF16 "
-        "but no AMX, so bf16 matmuls gain only what the matmul-peak line shows, and casting costs more than it "
-        "saves at small batch; it also moves pixels by up to the sampling table's max difference. "
+        "but no AMX, so bf16 matmuls gain only what the matmul-peak line shows, and at batch 1 the casts eat "
+        "the gain; it also moves pixels by up to the sampling table's max difference. "
         "`--precision auto` (the torch backend's default) uses it from U-Net batch 8.",
         f"- **channels_last** (`--channels-last`): fp32 {pair('fp32+channels_last')}, bf16 "
         f"{pair('bf16+channels_last')} — no gain on these 16×16 latents, so off.",
@@ -180,8 +180,9 @@ def choices_lines(results: dict) -> list[str]:
     ]
     compiled = unet.get("compile_seconds", {}).get("compile")
     if compiled:
-        lines.append(f"- **torch.compile** (`--compile`): {pair('compile')} after {compiled:.0f} s of compiling "
-                     "(inductor, paid again for each new batch shape).")
+        lines.append(f"- **torch.compile** (`--compile`, with `auto` precision): {pair('compile')} after "
+                     f"{compiled:.0f} s of compiling (inductor, both batch shapes; paid again in every new process "
+                     "and for every new batch shape), so it is an option for long-lived servers, not the default.")
     else:
         lines.append("- **torch.compile** (`--compile`): not measured in this run (pass `--compile` to the suite).")
     return lines
