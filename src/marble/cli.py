@@ -101,6 +101,7 @@ def _generate_parser(commands) -> None:
     generate.add_argument("--control", type=Path, metavar="IMAGE", help="condition map to follow (`marble condition`)")
     generate.add_argument("--controlnet", type=Path, metavar="DIR", help="trained ControlNet (default: the run's one)")
     generate.add_argument("--control-scale", type=float, help="strength of the ControlNet's residuals (default 1)")
+    _inference_arguments(generate)
     generate.set_defaults(handler=run_generate)
 
 
@@ -126,6 +127,27 @@ def _condition_parser(commands) -> None:
     condition.add_argument("--size", type=int, help="first fit the image to SIZE pixels as training data is")
     condition.add_argument("--out", type=Path, help="PNG to write (default outputs/IMAGE-KIND.png)")
     condition.set_defaults(handler=run_condition)
+
+
+def _inference_arguments(parser) -> None:
+    from marble.inference.options import BACKENDS, FASTEST, PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default=FASTEST.precision,
+                        help=f"U-Net arithmetic; auto: bf16 at large batches (default {FASTEST.precision})")
+    parser.add_argument("--backend", choices=BACKENDS, default=FASTEST.backend,
+                        help=f"torch, or onnx: ONNX Runtime on a graph exported into RUN/cache (default {FASTEST.backend})")
+    parser.add_argument("--compile", action="store_true", default=FASTEST.compile,
+                        help="torch.compile the U-Net (the first image pays the compile time)")
+    parser.add_argument("--channels-last", action="store_true", default=FASTEST.channels_last,
+                        help="channels_last memory format for the U-Net")
+
+
+def inference_options(args):
+    from marble.inference.options import InferenceOptions
+
+    options = InferenceOptions(args.precision, args.channels_last, args.compile, args.backend)
+    options.validate()
+    return options
 
 
 def _export_parser(commands) -> None:
@@ -274,7 +296,7 @@ def run_generate(args) -> None:
     request.validate()  # before loading any weights: bad arguments fail fast
     adapters = lora_cli.read_lora_options(args.lora)
     control = ControlOptions.from_args(args)
-    pipeline = MarblePipeline.load(resolve_model(args.model))
+    pipeline = MarblePipeline.load(resolve_model(args.model), inference_options(args))
     lora_cli.apply_lora_options(pipeline, adapters)  # before the ControlNet copies any U-Net layer
     if control is not None:
         pipeline = control.apply(pipeline, resolve_model(args.model))

@@ -9,6 +9,7 @@
     RUN/unet/scheduler/             diffusers scheduler config: noise schedule + prediction type
     RUN/<stage>/checkpoints/        resumable training state (not needed to generate)
     RUN/<stage>/summary.json        what the stage measured: time, losses, PSNR...
+    RUN/cache/                      made at inference (the U-Net as ONNX); safe to delete
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class RunLayout:
     @property
     def scheduler(self) -> Path:
         return self.root / "unet" / "scheduler"
+
+    @property
+    def inference_cache(self) -> Path:
+        """Derived files made at inference, e.g. the U-Net exported to ONNX; safe to delete."""
+        return self.root / "cache"
 
     def summary(self, stage: str) -> Path:
         return self.root / stage / "summary.json"

@@ -21,6 +21,9 @@ from marble.diffusion.samplers import SAMPLERS, make_scheduler
 from marble.diffusion.sampling import StepInfo, classifier_free_guidance, predict_x0, sample
 from marble.editing import ImageEdit
 from marble.errors import MarbleError
+from marble.inference.context_cache import ContextCache
+from marble.inference.options import EXACT, InferenceOptions
+from marble.inference.unet_forward import UNetForward, make_unet_forward, onnx_ready
 from marble.layout import RunLayout
 from marble.text.encoders import TextEncoder, load_text_encoder
 
@@ -91,15 +94,21 @@ class GenerationResult:
 
 
 class MarblePipeline:
-    def __init__(self, text_encoder: TextEncoder, unet: UNet2DConditionModel, vae: AutoencoderKL, scheduler_config: dict):
+    def __init__(self, text_encoder: TextEncoder, unet: UNet2DConditionModel, vae: AutoencoderKL, scheduler_config: dict,
+                 options: InferenceOptions = EXACT, cache_dir: Path | None = None):
         self.text_encoder = text_encoder
         self.unet = unet.eval()
         self.vae = vae.eval()
         self.scheduler_config = dict(scheduler_config)
         self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
+        options.validate()
+        self.options, self.cache_dir = options, cache_dir  # cache_dir: where backend onnx keeps its export
+        self._unet_forward: UNetForward | None = None
+        self._unet_forward_key: tuple | None = None
+        self.context_cache = ContextCache(text_encoder)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "MarblePipeline":
+    def load(cls, run_dir: Path, options: InferenceOptions = EXACT) -> "MarblePipeline":
         layout = RunLayout(Path(run_dir))
         missing = [p for p in (layout.text_encoder, layout.unet, layout.autoencoder, layout.scheduler) if not p.is_dir()]
         if missing:
@@ -110,6 +119,7 @@ class MarblePipeline:
             UNet2DConditionModel.from_pretrained(layout.unet),
             AutoencoderKL.from_pretrained(layout.autoencoder),
             dict(DDPMScheduler.load_config(layout.scheduler)),
+            options, layout.inference_cache,
         )
 
     @property
@@ -134,16 +144,25 @@ class MarblePipeline:
     def prompt_contexts(self, prompts: list[str], negative_prompt: str, guidance: float) -> torch.Tensor:
         """One context per prompt, (n, L, D); (2n, L, D) when guiding: n negative contexts then the n prompts'."""
         if guidance <= 1:
-            return self.text_encoder.encode(prompts).context
-        encoded = self.text_encoder.encode([negative_prompt, *prompts]).context
+            return self.context_cache.encode(prompts)
+        encoded = self.context_cache.encode([negative_prompt, *prompts])
         return torch.cat([encoded[:1].repeat(len(prompts), 1, 1), encoded[1:]])
+
+    def unet_forward(self) -> UNetForward:
+        """The U-Net call as self.options say; rebuilt if self.unet was replaced or LoRA layers came or went."""
+        key = (id(self.unet), onnx_ready(self.unet))
+        if self._unet_forward is None or key != self._unet_forward_key:
+            self._unet_forward = make_unet_forward(self.unet, self.options, self.cache_dir)
+            self._unet_forward_key = key
+        return self._unet_forward
 
     def _denoiser(self, context: torch.Tensor, guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         guided = guidance > 1
+        unet_forward = self.unet_forward()
 
         def denoise(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            model_input = torch.cat([x_in, x_in]) if guided else x_in
-            output = self.unet(model_input, t, encoder_hidden_states=context).sample
+            model_input = torch.cat([x_in, x_in]) if guided else x_in  # one batched call for both halves
+            output = unet_forward(model_input, t, context)
             return classifier_free_guidance(*output.chunk(2), guidance) if guided else output
 
         return denoise

@@ -14,6 +14,7 @@ from marble.export.run_folder import export_run_folder
 from marble.finetune.adapter import load_adapter, parse_lora_option
 from marble.finetune.apply import apply_adapters, rescale_adapters
 from marble.finetune.lora import has_lora
+from marble.inference.options import FASTEST
 from marble.pipeline import GenerationRequest, MarblePipeline
 
 REQUEST = GenerationRequest("red circle", steps=4, guidance=3.0, num_images=2, seed=7)
@@ -57,6 +58,19 @@ def test_rescaling_to_zero_gives_the_base_and_back_gives_the_adapter(tiny_run, u
     assert torch.equal(pipeline.generate(REQUEST).images, base_images)
     rescale_adapters(pipeline.unet, pipeline.text_encoder, [1.0, 1.0])
     assert torch.equal(pipeline.generate(REQUEST).images, both)
+
+
+def test_the_default_onnx_path_follows_adapters_and_their_rescaling(tiny_run, unet_adapter, text_adapter, base_images,
+                                                                      tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    pipeline = MarblePipeline.load(tiny_run, FASTEST)
+    assert (pipeline.generate(REQUEST).images.int() - base_images.int()).abs().max() <= 1  # ran in ONNX Runtime
+    apply_adapters(pipeline.unet, pipeline.text_encoder, [(load_adapter(unet_adapter), 1.0), (load_adapter(text_adapter), 1.0)])
+    # Neither the exported graph nor the cached contexts may outlive the adapters or a new scale.
+    assert torch.equal(pipeline.generate(REQUEST).images, generate(tiny_run, (unet_adapter, 1.0), (text_adapter, 1.0)))
+    rescale_adapters(pipeline.unet, pipeline.text_encoder, [0.0, 0.0])
+    assert torch.equal(pipeline.generate(REQUEST).images, base_images)
 
 
 def test_a_merged_run_equals_the_base_with_the_adapter_at_that_scale(tiny_run, text_adapter, tmp_path):

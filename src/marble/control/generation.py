@@ -33,4 +33,6 @@ def controlled_pipeline(pipeline: MarblePipeline, controlnet: ControlNetModel, c
                           f"got {tuple(conditions.shape)} {conditions.dtype}")
     check_fits(controlnet, pipeline.unet, size)
     unet = ControlledUNet(pipeline.unet, controlnet.eval(), condition_to_model(conditions), float(scale))
-    return MarblePipeline(pipeline.text_encoder, unet, pipeline.vae, pipeline.scheduler_config)
+    # Same inference options; the wrapper always runs in torch (the ONNX export is of a plain U-Net).
+    return MarblePipeline(pipeline.text_encoder, unet, pipeline.vae, pipeline.scheduler_config,
+                          pipeline.options, pipeline.cache_dir)

@@ -28,13 +28,14 @@ def model_names(paths: list[tuple[str, Path]]) -> dict[str, Path]:
 def serve(models: dict[str, Path], host: str, port: int, settings: ServerSettings) -> None:
     import uvicorn
 
+    from marble.inference.options import FASTEST
     from marble.pipeline import MarblePipeline
     from marble.server.app import create_app
 
     check_binding(host, settings.token)
     if settings.token is None and is_loopback(host):  # a page on another site must not reach us by DNS rebinding
         settings = dataclasses.replace(settings, allowed_hosts=LOOPBACK_NAMES)
-    pipelines = {name: MarblePipeline.load(path) for name, path in models.items()}
+    pipelines = {name: MarblePipeline.load(path, FASTEST) for name, path in models.items()}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     shown = f"[{host}]" if ":" in host else host
     print(f"marble: serving {', '.join(pipelines)} on http://{shown}:{port}/ (API docs at /docs)", flush=True)

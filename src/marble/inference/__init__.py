@@ -1,0 +1,1 @@
+"""How the U-Net runs at inference: precision, memory format, torch.compile, or an ONNX Runtime session."""
