@@ -39,8 +39,8 @@ SMOKE = dict(sampling_steps=2, sampling_batches=[1, 2], sampling_rounds=1, unet_
 SAMPLING_PATHS = ["fp32", "bf16", "onnx"]
 UNET_PATHS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "onnx"]
 PROMPT = "smiling face with heart eyes"
-DEFAULT_DATA = Path("/work/main/data/emoji")
-DEFAULT_METRICS = Path("docs/evaluation/metrics.json")
+DEFAULT_DATA = Path("data/emoji")
+DEFAULT_METRICS = Path("docs/evaluation/reference/metrics.json")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
