@@ -38,7 +38,8 @@ def write_synthetic_dataset(root: Path, count: int = 32, size: int = 16) -> Path
         name = f"{k:03d}.png"
         draw(shape, COLOURS[colour], size, shift=k // 16).save(root / name)
         captions = {"en": f"{colour} {shape}", "zh": f"{chinese[colour]}{shape}"}
-        lines.append(json.dumps({"file_name": name, "text": f"{colour} {shape}", "captions": captions}, ensure_ascii=False))
+        lines.append(json.dumps({"file_name": name, "text": f"{colour} {shape}", "captions": captions, "shape": shape},
+                                ensure_ascii=False))
     (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return root
 

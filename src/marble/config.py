@@ -91,6 +91,9 @@ class UNetConfig:
     prediction_type: str = "epsilon"  # "epsilon" | "v_prediction"
     min_snr_gamma: float = 5.0  # 0 disables min-SNR loss weighting
     caption_dropout: float = 0.1
+    # A metadata field (e.g. "group": an emoji with its skin tones): draw each of its values equally
+    # often instead of each image, so a few concepts with many variants do not take most steps.
+    balance_by: str = ""
     ema_decay: float = 0.999
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"

@@ -122,6 +122,18 @@ def test_subset_keeps_images_and_captions_together(tmp_path):
     assert torch.equal(part.images, data.images[[4, 1]])
     assert part.captions == [data.captions[4], data.captions[1]]
     assert len(data.subset([])) == 0 and data.subset([]).images.shape == (0, 3, SIZE, SIZE)
+    assert part.fields == [data.fields[4], data.fields[1]]
+
+
+def test_metadata_fields_are_kept_and_a_missing_one_names_the_image(tmp_path):
+    write_jsonl_folder(tmp_path)
+    data, _ = load_image_folder(tmp_path, SIZE, max_image_bytes=8_000, progress=False)
+    red = data.file_names.index("red.png")
+    assert data.fields[red] == {"extra": 1}
+    assert data.subset([red]).field_values("extra") == [1]
+    other = next(name for k, name in enumerate(data.file_names) if k != red)
+    with pytest.raises(MarbleError, match=f"image {other} has no metadata field 'extra'"):
+        data.subset([red, data.file_names.index(other)]).field_values("extra")
 
 
 def test_sidecar_captions_when_no_metadata(tmp_path):

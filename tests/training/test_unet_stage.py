@@ -1,10 +1,13 @@
 """The U-Net objective wiring: targets, caption dropout and caption choice, checked with oracle models."""
 
 import dataclasses
+import json
+import shutil
 
 import pytest
 import torch
 
+from marble.cli import main
 from marble.config import preset
 from marble.diffusion.schedule import NoiseSchedule
 from marble.training.captions import CaptionTable
@@ -67,3 +70,13 @@ def test_caption_dropout_trains_the_empty_prompt_and_otherwise_the_images_own_ca
         if not expect_empty:
             rows = {int(u[0, 0]) // 10 for u in used}  # contexts[k] starts at 10·k
             assert rows == {1, 2}  # both captions of the image are used, never caption 0 ("a")
+
+
+def test_balanced_unet_training_runs_from_the_cli_and_reports_its_groups(tiny_run, synthetic_dataset, tmp_path):
+    run = tmp_path / "run"
+    for stage in ("text", "autoencoder"):  # the frozen stages the U-Net trains on
+        shutil.copytree(tiny_run / stage, run / stage)
+    assert main(["train", "unet", "--preset", "tiny", "--data", str(synthetic_dataset), "--run", str(run),
+                 "--steps", "2", "--set", "unet.balance_by=shape", "--no-progress"]) == 0
+    summary = json.loads((run / "unet" / "summary.json").read_text())
+    assert summary["balanced_by"] == "shape" and summary["groups"] == 4  # circle, square, triangle, ring

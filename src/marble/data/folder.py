@@ -37,6 +37,7 @@ class ImageCaptionSet:
     images: torch.Tensor  # (N, 3, S, S) uint8 RGB
     captions: list[Captions]
     file_names: list[str]  # POSIX paths relative to the dataset root
+    fields: list[dict] | None = None  # per image, the metadata's other fields (hexcode, group, ...); None: none read
 
     def __len__(self) -> int:
         return len(self.file_names)
@@ -47,7 +48,16 @@ class ImageCaptionSet:
             images=self.images[index],
             captions=[self.captions[i] for i in index.tolist()],
             file_names=[self.file_names[i] for i in index.tolist()],
+            fields=None if self.fields is None else [self.fields[i] for i in index.tolist()],
         )
+
+    def field_values(self, name: str) -> list:
+        """Each image's metadata field `name`; MarbleError naming the first image without it."""
+        for k in range(len(self)):
+            if self.fields is None or name not in self.fields[k]:
+                raise MarbleError(f"image {self.file_names[k]} has no metadata field {name!r} "
+                                  "(metadata.jsonl or metadata.csv must give it for every image)")
+        return [fields[name] for fields in self.fields]
 
     def caption_choices(self, i: int) -> list[str]:
         """Distinct caption strings of image i, the primary ("text") one first."""
@@ -298,18 +308,19 @@ def load_image_folder(
 ) -> tuple[ImageCaptionSet, SkipReport]:
     """Every loadable, captioned image under `root`, sorted by file name, and what was skipped."""
     report = SkipReport()
-    kept_names, kept_captions, images = [], [], []
+    kept_names, kept_captions, kept_fields, images = [], [], [], []
     for name, entry, image in iter_image_folder(root, report, max_image_bytes, progress):
         images.append(square_pixels(image, image_size))
         kept_names.append(name)
         kept_captions.append(entry.captions)
+        kept_fields.append(entry.fields)
     if not images:
         from marble.data.shards import is_shard_folder  # shards.py builds on this module
 
         if is_shard_folder(root):
             raise MarbleError(f"{root} holds shards: `marble train` streams them; this command needs the image folder")
         raise MarbleError(f"no loadable captioned images in {root}: {report.summary()}")
-    return ImageCaptionSet(torch.stack(images), kept_captions, kept_names), report
+    return ImageCaptionSet(torch.stack(images), kept_captions, kept_names, kept_fields), report
 
 
 __all__ = [

@@ -47,7 +47,7 @@ def keep_languages(data: ImageCaptionSet, langs: tuple[str, ...]) -> ImageCaptio
     if not langs:
         return data
     kept = [only_languages(captions, langs) for captions in data.captions]
-    return ImageCaptionSet(data.images, kept, data.file_names)
+    return ImageCaptionSet(data.images, kept, data.file_names, data.fields)
 
 
 def load_training_data(data_dir: Path, config: DataConfig, progress: bool = True) -> TrainingData | ShardTrainingData:

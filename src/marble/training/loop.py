@@ -35,7 +35,7 @@ from marble.training.checkpoint import (
 )
 from marble.training.distributed import any_process, make_accelerator, mean_over_processes
 from marble.training.ema import EMA
-from marble.training.randomness import Batch, BatchFactory, make_batch
+from marble.training.randomness import Batch, BatchFactory, Groups, make_batch
 
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict[str, float]]]
 KEEP_CHECKPOINTS = 2
@@ -63,6 +63,7 @@ class Stage:
     ema_decay: float = 0.0  # > 0: keep an EMA of objectives[0].module
     on_sample: Callable[[int, Path, torch.nn.Module], None] | None = None  # (step, dir, live module): a grid
     batches: BatchFactory | None = None  # streamed data; None: indices drawn by make_batch over dataset_size
+    groups: Groups | None = None  # in-memory data only: draw every group equally often instead of every image
 
 
 def learning_rate_at(step: int, config: TrainConfig, base: float) -> float:
@@ -153,7 +154,7 @@ class _StageRun:
         config, device = self.config, self.accelerator.device
         if self.stage.batches is None:
             return (make_batch(config.seed, step, self.stage.dataset_size, config.batch_size, self.rank, self.world,
-                               device) for step in count(self.start_step))
+                               device, self.stage.groups) for step in count(self.start_step))
         return (_on_device(batch, device) for batch in self.stage.batches(self.start_step, self.rank, self.world))
 
     def train_step(self, step: int, batch: Batch) -> dict[str, float]:

@@ -26,15 +26,39 @@ def epoch_permutation(seed: int, epoch: int, size: int) -> torch.Tensor:
     return torch.randperm(size, generator=generator)
 
 
-def stream_indices(seed: int, positions: range, size: int) -> list[int]:
-    """Dataset indices at the given positions of the endless shuffled stream."""
+def stream_indices(seed: int, positions: range, size: int, groups: Groups | None = None) -> list[int]:
+    """Dataset indices at the given positions of the endless shuffled stream.
+
+    With `groups`, the stream shuffles groups instead of images (each group once per epoch) and
+    takes one member of each, chosen by the position: every group is drawn equally often.
+    """
+    units = len(groups.members) if groups else size
     indices, cached_epoch, permutation = [], None, None
     for position in positions:
-        epoch = position // size
+        epoch = position // units
         if epoch != cached_epoch:
-            cached_epoch, permutation = epoch, epoch_permutation(seed, epoch, size)
-        indices.append(int(permutation[position % size]))
+            cached_epoch, permutation = epoch, epoch_permutation(seed, epoch, units)
+        unit = int(permutation[position % units])
+        indices.append(groups.member(unit, mix_seed(seed, position, 0x6209)) if groups else unit)
     return indices
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Dataset indices gathered by a label (e.g. an emoji and its skin tones), for balanced sampling."""
+
+    members: tuple[tuple[int, ...], ...]  # group -> its dataset indices, groups in first-seen order
+
+    @classmethod
+    def of(cls, labels: list) -> Groups:
+        gathered: dict = {}
+        for index, label in enumerate(labels):
+            gathered.setdefault(label, []).append(index)
+        return cls(tuple(tuple(indices) for indices in gathered.values()))
+
+    def member(self, group: int, draw: int) -> int:
+        indices = self.members[group]
+        return indices[draw % len(indices)]
 
 
 @dataclass
@@ -93,8 +117,8 @@ def batch_positions(step: int, global_batch: int, rank: int = 0, world: int = 1)
 
 
 def make_batch(seed: int, step: int, dataset_size: int, global_batch: int, rank: int = 0, world: int = 1,
-               device: torch.device = torch.device("cpu")) -> Batch:
-    """This rank's contiguous share of the global batch at `step`."""
+               device: torch.device = torch.device("cpu"), groups: Groups | None = None) -> Batch:
+    """This rank's contiguous share of the global batch at `step` (group-balanced when `groups` is given)."""
     positions = batch_positions(step, global_batch, rank, world)
     random = SampleRandom(seed, list(positions), device=device)
-    return Batch(step, stream_indices(seed, positions, dataset_size), random, device=device)
+    return Batch(step, stream_indices(seed, positions, dataset_size, groups), random, device=device)

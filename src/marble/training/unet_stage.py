@@ -28,6 +28,7 @@ from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
 from marble.training.distributed import on_main_process
 from marble.training.loop import LossFn, Objective, Stage, train_stage
+from marble.training.randomness import Groups
 
 CACHE_BATCH = 128
 
@@ -132,9 +133,20 @@ def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | 
     return loss
 
 
-def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None) -> Stage:
+def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None,
+               groups: Groups | None = None) -> Stage:
     return Stage("unet", [Objective("unet", unet, denoising_loss(inputs, config))], dataset_size=len(inputs.latent_mean),
-                 ema_decay=config.unet.ema_decay, on_sample=on_sample)
+                 ema_decay=config.unet.ema_decay, on_sample=on_sample, groups=groups)
+
+
+def sampling_groups(config: RunConfig, data: TrainingData) -> Groups | None:
+    """The training images gathered by the metadata field `unet.balance_by`, or None when it is unset."""
+    field = config.unet.balance_by
+    if not field:
+        return None
+    if not isinstance(data, TrainingData):
+        raise MarbleError(f"unet.balance_by {field!r} needs an image folder in memory; shards stream in a fixed order")
+    return Groups.of(data.train.field_values(field))
 
 
 def scheduler_for(config: RunConfig):
@@ -145,11 +157,13 @@ def scheduler_for(config: RunConfig):
 
 def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True,
                      on_sample=None) -> dict:
+    groups = sampling_groups(config, data)  # before caching: a missing field fails at once
     inputs = prepare_inputs(layout, data, progress)
     latent_channels, latent_size = inputs.latent_mean.shape[1], inputs.latent_mean.shape[-1]
     torch.manual_seed(config.unet.train.seed)
     unet = build_unet(config.unet, latent_channels, latent_size, inputs.contexts.shape[-1])
-    summary = train_stage(unet_stage(unet, inputs, config, on_sample), config.unet.train, layout.stage("unet"), progress)
+    stage = unet_stage(unet, inputs, config, on_sample, groups)
+    summary = train_stage(stage, config.unet.train, layout.stage("unet"), progress)
 
     def write() -> None:
         save_pretrained_atomically(unet, layout.unet)  # EMA weights: the loop copied them in at the end
@@ -157,5 +171,7 @@ def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, p
 
     on_main_process(write)
     summary.update(parameters=sum(p.numel() for p in unet.parameters()), latent_scale=inputs.latent_scale)
+    if groups:
+        summary.update(balanced_by=config.unet.balance_by, groups=len(groups.members))
     return summary
 

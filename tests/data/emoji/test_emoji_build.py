@@ -30,13 +30,14 @@ def test_build_joins_images_and_labels(tmp_path, fake_packages, read_metadata):
     assert sorted(records) == ["1f34e", "1f44b", "1f44b-1f3fb", "1f9ea", "2764"]
     assert records["1f34e"] == {
         "file_name": "images/1f34e.png", "text": "red apple", "hexcode": "1f34e", "style": "twitter",
-        "category": "Food & Drink", "subcategory": "food-fruit", "tags": ["apple", "fruit"],
+        "category": "Food & Drink", "subcategory": "food-fruit", "group": "1f34e", "tags": ["apple", "fruit"],
         "captions": {"en": "red apple", "zh-hant": "紅蘋果"},
     }
     assert records["2764"]["captions"] == {"en": "red heart"}
     skin = records["1f44b-1f3fb"]
     assert skin["captions"] == {"en": "waving hand: light skin tone", "zh-hant": "揮手：白皮膚"}
     assert skin["tags"] == ["hello", "wave"] and skin["category"] == "People & Body"
+    assert skin["group"] == records["1f44b"]["group"] == "1f44b"  # a skin tone counts with its base emoji
     assert records["1f9ea"]["text"] == "test tube" and records["1f9ea"]["captions"] == {}
     assert "紅蘋果" in (out / "metadata.jsonl").read_text(encoding="utf-8")  # not \u-escaped
     assert "CC-BY 4.0" in (out / "ATTRIBUTION.txt").read_text()

@@ -28,6 +28,11 @@ class Concept:
     name: str  # emoji.json's upper-case English name (of the base emoji)
     category: str
     subcategory: str
+    group: str = ""  # the base emoji's hexcode, shared by its skin-tone variants ("": this hexcode)
+
+    @property
+    def group_code(self) -> str:
+        return self.group or self.hexcode
 
     @property
     def text(self) -> str:
@@ -56,6 +61,7 @@ def list_concepts(emoji_json: list[dict]) -> list[Concept]:
                 hexcode=normalize_hexcode(variant["unified"]), sequence=variant["unified"], image=variant["image"],
                 name=entry["name"] or "", category=entry.get("category") or "",
                 subcategory=entry.get("subcategory") or "",
+                group=normalize_hexcode(entry["unified"]),
             ))
     for concept in concepts:  # the hexcode becomes an output file name: keep it a plain one
         if not HEXCODE.fullmatch(concept.hexcode):
@@ -103,6 +109,7 @@ def metadata_record(
         "style": style,
         "category": concept.category,
         "subcategory": concept.subcategory,
+        "group": concept.group_code,  # skin-tone variants share it: `balance_by: group` counts them once
         "tags": list(english.tags) if english else [],
         "captions": captions,
     }
