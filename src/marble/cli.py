@@ -196,6 +196,7 @@ def _eval_parser(commands) -> None:
     evaluate.add_argument("--curve-num-images", type=int, default=200, help="images per curve point (at most N)")
     evaluate.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _inference_arguments(evaluate)  # eval measures the path `marble generate` takes unless told otherwise
     evaluate.set_defaults(handler=run_eval)
 
 
@@ -370,7 +371,7 @@ def run_eval(args) -> None:
     settings = EvalSettings(
         run_dir, args.data, args.eval_clip, out, args.num_images, extractors, args.inception_weights,
         SamplingOptions(args.steps, args.sampler, args.guidance, args.negative_prompt), args.seed, args.batch_size,
-        args.lang_num_images, args.curves, args.curve_num_images,
+        args.lang_num_images, args.curves, args.curve_num_images, inference=inference_options(args),
     )
     evaluate(settings, progress=not args.no_progress)
 

@@ -13,6 +13,7 @@ from marble.errors import MarbleError
 from marble.evaluation.eval_clip import eval_clip_config, train_eval_clip
 from marble.evaluation.run_eval import EvalSettings, evaluate, fd_with_floor, network_evaluations, split_real_pool
 from marble.evaluation.sampling import SampleCache, SamplingOptions
+from marble.inference.options import InferenceOptions
 from marble.pipeline import GenerationRequest, MarblePipeline
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -147,6 +148,8 @@ def test_metrics_json_has_fd_floor_kid_and_clip_scores(report):
     out, metrics, _ = report
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["num_images"] == 8 and saved["settings"]["extractors"] == ["clip"]
+    assert saved["settings"]["inference"] == {"precision": "fp32", "channels_last": False, "compile": False,
+                                              "backend": "torch"}  # EvalSettings' default: exact eager fp32
     row = saved["fd"]["clip"]
     for key in ("fd", "floor", "kid", "kid_std", "kid_floor", "kid_floor_std"):
         assert finite(row[key]), key
@@ -204,6 +207,7 @@ def test_effnet_extractor_path_on_four_real_images(tiny_run, synthetic_dataset, 
     ({"extractors": ("effnet", "vgg")}, "unknown feature extractor 'vgg'"),
     ({"extractors": ("inception",)}, "--inception-weights"),
     ({"sampling": SamplingOptions(sampler="magic")}, "sampler"),
+    ({"inference": InferenceOptions(precision="bf16", backend="onnx")}, "backend onnx"),
 ])
 def test_bad_settings_fail_before_loading_anything(tiny_run, synthetic_dataset, eval_clip, tmp_path, changes, fragment):
     with pytest.raises(MarbleError, match=fragment):
@@ -229,5 +233,8 @@ def test_cli_eval_smoke(tiny_run, synthetic_dataset, eval_clip, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     # 32 images cannot give two disjoint sets of 20: N falls to 16 and the report says why.
     assert metrics["num_images"] == 16 and metrics["num_images_requested"] == 20
-    assert "N = 16 (half the dataset)" in (tmp_path / "eval" / "report.md").read_text()
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "N = 16 (half the dataset)" in report
     assert "N = 16" in stdout.getvalue()
+    # The CLI samples on generate's default path (ONNX) and says so.
+    assert metrics["settings"]["inference"]["backend"] == "onnx" and "U-Net: onnx, precision auto" in report

@@ -79,6 +79,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def _inference_note(inference: dict | None) -> str:
+    """The U-Net's numeric path, e.g. "; U-Net: onnx, precision auto" (older metrics.json lack it)."""
+    if not inference:
+        return ""
+    extras = [name for name in ("compile", "channels_last") if inference.get(name)]
+    return f"; U-Net: {inference['backend']}, precision {inference['precision']}" + "".join(f", {e}" for e in extras)
+
+
 def _header(metrics: dict) -> str:
     settings = metrics["settings"]
     sampling = settings["sampling"]
@@ -88,7 +96,8 @@ def _header(metrics: dict) -> str:
         f"- evaluation CLIP: `{settings['eval_clip_dir']}`",
         f"- **N = {metrics['num_images']}** generated images, one per caption of N real images chosen with seed "
         f"{settings['seed']}; image k uses seed {settings['seed']} + k",
-        f"- sampling: {sampling['sampler']}, {sampling['steps']} steps, guidance {sampling['guidance']:g}",
+        f"- sampling: {sampling['sampler']}, {sampling['steps']} steps, guidance {sampling['guidance']:g}"
+        + _inference_note(settings.get("inference")),
         "- feature extractors: " + "; ".join(_extractor_line(*item) for item in metrics["extractors"].items()),
         f"- time: {metrics['seconds']:.0f} s in all; {metrics['generated_images']} images sampled, "
         f"{_number(metrics['seconds_per_generated_image'], 3)} s each",

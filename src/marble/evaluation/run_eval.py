@@ -25,6 +25,7 @@ from marble.evaluation.extractors import EXTRACTORS, FeatureExtractor, make_extr
 from marble.evaluation.frechet import feature_stats, frechet_distance, kernel_inception_distance
 from marble.evaluation.image_metrics import SSIM_WINDOW, psnr, ssim
 from marble.evaluation.sampling import DEFAULT_BATCH_SIZE, SampleCache, SamplingOptions, image_seeds
+from marble.inference.options import EXACT, InferenceOptions
 from marble.layout import RunLayout
 from marble.pipeline import GenerationRequest, MarblePipeline
 from marble.training.autoencoder_stage import reconstruct
@@ -56,6 +57,7 @@ class EvalSettings:
     curve_steps: tuple[int, ...] = CURVE_STEPS
     curve_extra_runs: tuple[tuple[str, int], ...] = CURVE_EXTRA_RUNS
     guidance_scales: tuple[float, ...] = GUIDANCE_SCALES
+    inference: InferenceOptions = EXACT  # the numeric path that samples: its quality is what is measured
 
     def validate(self) -> None:
         """Raise MarbleError for the first bad setting, before any model is loaded."""
@@ -77,6 +79,7 @@ class EvalSettings:
             runs += [(self.sampling.sampler, self.sampling.steps, g) for g in self.guidance_scales]
         for sampler, steps, guidance in runs:
             GenerationRequest("prompt", self.sampling.negative_prompt, steps, guidance, sampler, self.seed).validate()
+        self.inference.validate()
         check_eval_clip_dir(self.eval_clip_dir)
 
     def curve_runs(self) -> list[tuple[str, int]]:
@@ -192,7 +195,7 @@ class EvalContext:
 def load_context(settings: EvalSettings, progress: bool) -> EvalContext:
     settings.validate()
     clip, tokenizer = load_clip_with_tokenizer(settings.eval_clip_dir)
-    pipeline = MarblePipeline.load(settings.run_dir)
+    pipeline = MarblePipeline.load(settings.run_dir, settings.inference)
     data, _ = load_image_folder(Path(settings.data_dir), pipeline.image_size, progress=progress)
     split = split_real_pool(len(data), settings.num_images, settings.seed)
     extractors = {name: _make_extractor(name, settings) for name in settings.extractors}
