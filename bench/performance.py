@@ -31,7 +31,7 @@ from perf.variants import default_path_name  # noqa: E402
 
 QUICK = dict(sampling_steps=10, sampling_batches=[1, 4], sampling_rounds=3, unet_batches=[1, 16], unet_rounds=5,
              matmul_size=2048, train_batch=16, train_images=128, train_steps_per_round=2, train_rounds=3, top_ops=12)
-FULL = dict(sampling_steps=30, sampling_batches=[1, 16], sampling_rounds=5, unet_batches=[1, 16], unet_rounds=10,
+FULL = dict(sampling_steps=30, sampling_batches=[1, 16], sampling_rounds=5, unet_batches=[1, 16, 32], unet_rounds=10,
             matmul_size=4096, train_batch=64, train_images=512, train_steps_per_round=5, train_rounds=5, top_ops=15)
 # Only proves the suite runs end to end (a minute or two); its numbers mean nothing.
 SMOKE = dict(sampling_steps=2, sampling_batches=[1, 2], sampling_rounds=1, unet_batches=[1, 2], unet_rounds=1,
