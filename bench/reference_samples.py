@@ -1,7 +1,7 @@
 """Sample sheet of a model: one row per prompt, fixed seeds, written as a PNG for the docs.
 
     python bench/reference_samples.py [--model reference] [--out docs/images/reference-samples.png]
-    python bench/reference_samples.py --judge runs/eval-clip/clip --data data/emoji
+    python bench/reference_samples.py --judge runs/eval-clip --data data/emoji
 
 --judge also says, for each prompt, whether the samples look like the emoji the prompt names: an
 independent CLIP (`marble train eval-clip`, its image tower) ranks every real image of --data by
@@ -30,11 +30,9 @@ from text_retrieval import image_embeddings  # bench/ is on sys.path when this f
 PROMPTS = ("red apple", "smiling face with sunglasses", "紅蘋果", "dog face", "red heart", "rocket", "sun", "pizza")
 
 
-def judge_table(samples: dict[str, torch.Tensor], clip_dir: Path, data_dir: Path) -> str:
+def judge_table(samples: dict[str, torch.Tensor], clip, data_dir: Path) -> str:
     """Markdown: per prompt, how many samples' nearest real images are the prompt's own emoji;
     then the same counts per metadata `category` when the folder's metadata has one."""
-    clip, _ = load_clip_with_tokenizer(clip_dir)
-    clip.eval()
     data, _ = load_image_folder(data_dir, clip.config.vision_config.image_size, progress=False)
     real = image_embeddings(clip, data.images)
     by_category = category_of_caption(data_dir)
@@ -93,13 +91,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--sampler", default="dpm++")
-    parser.add_argument("--judge", type=Path, help="an evaluation CLIP folder (RUN/clip of `marble train eval-clip`)")
+    parser.add_argument("--judge", type=Path, help="an evaluation CLIP folder (the RUN of `marble train eval-clip --run RUN`)")
     parser.add_argument("--data", type=Path, help="the image folder --judge ranks the samples against")
     parser.add_argument("--random-prompts", type=int, default=0,
                         help="use N random English captions of --data instead of the fixed prompts")
     args = parser.parse_args()
     if (args.judge or args.random_prompts) and not args.data:
         parser.error("--judge and --random-prompts need --data")
+    judge = load_clip_with_tokenizer(args.judge)[0].eval() if args.judge else None  # fail before sampling
     prompts = random_captions(args.data, args.random_prompts) if args.random_prompts else PROMPTS
     pipeline = MarblePipeline.load(resolve_model(args.model))
     samples = {prompt: pipeline.generate(GenerationRequest(prompt, steps=args.steps, guidance=args.guidance,
@@ -110,7 +109,7 @@ def main() -> None:
     print(f"wrote {args.out}: rows = {', '.join(prompts)}; seed 0, {args.sampler}, {args.steps} steps, "
           f"guidance {args.guidance}")
     if args.judge:
-        print(judge_table(samples, args.judge, args.data))
+        print(judge_table(samples, judge, args.data))
 
 
 if __name__ == "__main__":
