@@ -94,6 +94,9 @@ class UNetConfig:
     # A metadata field (e.g. "group": an emoji with its skin tones): draw each of its values equally
     # often instead of each image, so a few concepts with many variants do not take most steps.
     balance_by: str = ""
+    # Start from this U-Net instead of a fresh init (a run folder, a U-Net model folder, or "reference"):
+    # fine-tune or continue a model whose checkpoints are gone (fresh optimizer and LR schedule).
+    init_from: str = ""
     ema_decay: float = 0.999
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"

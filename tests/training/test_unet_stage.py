@@ -80,3 +80,36 @@ def test_balanced_unet_training_runs_from_the_cli_and_reports_its_groups(tiny_ru
                  "--steps", "2", "--set", "unet.balance_by=shape", "--no-progress"]) == 0
     summary = json.loads((run / "unet" / "summary.json").read_text())
     assert summary["balanced_by"] == "shape" and summary["groups"] == 4  # circle, square, triangle, ring
+
+
+def test_init_from_starts_the_unet_at_another_runs_weights(tiny_run, synthetic_dataset, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    def train(run, *extra):
+        for stage in ("text", "autoencoder"):
+            shutil.copytree(tiny_run / stage, run / stage)
+        return main(["train", "unet", "--preset", "tiny", "--data", str(synthetic_dataset), "--run", str(run),
+                     "--steps", "1", "--lr", "1e-12", "--no-progress",
+                     "--set", "unet.train.seed=5", *extra])  # another seed than tiny_run's: another fresh init
+
+    source = UNet2DConditionModel.from_pretrained(tiny_run / "unet" / "model").state_dict()
+
+    def largest_change(run):
+        trained = UNet2DConditionModel.from_pretrained(run / "unet" / "model").state_dict()
+        return max((trained[k] - v).abs().max().item() for k, v in source.items())
+
+    assert train(tmp_path / "continued", "--set", f"unet.init_from={tiny_run}") == 0
+    assert train(tmp_path / "fresh") == 0
+    assert largest_change(tmp_path / "continued") < 1e-6  # a learning rate of 1e-12 moves nothing
+    assert largest_change(tmp_path / "fresh") > 1e-2
+    saved = json.loads((tmp_path / "continued" / "run.json").read_text())
+    assert saved["unet"]["init_from"] == str(tiny_run)  # the run records where it started
+
+
+def test_init_from_a_folder_without_a_unet_fails_clearly(tiny_run, synthetic_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    for stage in ("text", "autoencoder"):
+        shutil.copytree(tiny_run / stage, run / stage)
+    assert main(["train", "unet", "--preset", "tiny", "--data", str(synthetic_dataset), "--run", str(run),
+                 "--steps", "1", "--no-progress", "--set", f"unet.init_from={tmp_path / 'nothing'}"]) == 2
+    assert "no U-Net model in" in capsys.readouterr().err

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
+from accelerate import PartialState
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
@@ -20,7 +22,7 @@ from marble.diffusion.samplers import make_scheduler
 from marble.diffusion.objective import diffusion_loss, min_snr_weights, training_target
 from marble.diffusion.schedule import NoiseSchedule
 from marble.errors import MarbleError
-from marble.generators.unet import build_unet
+from marble.generators.unet import build_unet, load_unet_weights, use_matmul_attention_on_cpu
 from marble.layout import RunLayout
 from marble.text.encoders import TextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
@@ -155,6 +157,16 @@ def scheduler_for(config: RunConfig):
     return make_scheduler("ddpm", schedule.scheduler_config(config.unet.prediction_type))
 
 
+def init_source(init_from: str) -> Path:
+    """The U-Net model folder `unet.init_from` names: "reference", a run folder, or the model folder itself."""
+    if init_from == "reference":
+        from marble.reference import reference_model_dir
+
+        return RunLayout(reference_model_dir()).unet
+    path = Path(init_from)
+    return RunLayout(path).unet if RunLayout(path).unet.is_dir() else path
+
+
 def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True,
                      on_sample=None) -> dict:
     groups = sampling_groups(config, data)  # before caching: a missing field fails at once
@@ -162,6 +174,9 @@ def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, p
     latent_channels, latent_size = inputs.latent_mean.shape[1], inputs.latent_mean.shape[-1]
     torch.manual_seed(config.unet.train.seed)
     unet = build_unet(config.unet, latent_channels, latent_size, inputs.contexts.shape[-1])
+    if config.unet.init_from:  # a checkpoint of this run, if any, still wins: the loop resumes from it
+        load_unet_weights(unet, init_source(config.unet.init_from))
+    use_matmul_attention_on_cpu(unet, PartialState().device)
     stage = unet_stage(unet, inputs, config, on_sample, groups)
     summary = train_stage(stage, config.unet.train, layout.stage("unet"), progress)
 
