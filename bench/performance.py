@@ -36,8 +36,8 @@ FULL = dict(sampling_steps=30, sampling_batches=[1, 16], sampling_rounds=5, unet
 # Only proves the suite runs end to end (a minute or two); its numbers mean nothing.
 SMOKE = dict(sampling_steps=2, sampling_batches=[1, 2], sampling_rounds=1, unet_batches=[1, 2], unet_rounds=1,
              matmul_size=256, train_batch=4, train_images=16, train_steps_per_round=1, train_rounds=1, top_ops=5)
-SAMPLING_PATHS = ["fp32", "bf16", "onnx"]
-UNET_PATHS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "onnx"]
+SAMPLING_PATHS = ["fp32", "bf16", "onnx", "openvino", "openvino-fp32"]
+UNET_PATHS = ["fp32", "bf16", "fp32+channels_last", "bf16+channels_last", "onnx", "openvino", "openvino-fp32"]
 PROMPT = "smiling face with heart eyes"
 DEFAULT_DATA = Path("data/emoji")
 DEFAULT_METRICS = Path("docs/evaluation/reference/metrics.json")

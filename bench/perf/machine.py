@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 from pathlib import Path
@@ -28,12 +29,11 @@ def versions() -> dict:
 
     found = {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
              "transformers": transformers.__version__}
-    try:
-        import onnxruntime
-
-        found["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        found["onnxruntime"] = "not installed"
+    for runtime in ("onnxruntime", "openvino"):
+        try:
+            found[runtime] = importlib.import_module(runtime).__version__.split("-")[0]
+        except ImportError:
+            found[runtime] = "not installed"
     return found
 
 

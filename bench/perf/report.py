@@ -25,7 +25,7 @@ def machine_lines(machine: dict, settings: dict) -> list[str]:
         f"- threads per measurement: {machine['threads']}; load average at start: "
         f"{', '.join(map(str, machine['load_average']))}; kernel {machine['kernel']}",
         f"- python {v['python']}, torch {v['torch']}, diffusers {v['diffusers']}, transformers {v['transformers']}, "
-        f"onnxruntime {v['onnxruntime']}",
+        f"onnxruntime {v['onnxruntime']}, openvino {v.get('openvino', 'not recorded')}",
         f"- model: `{settings['model_name']}`; date: {settings['date']}",
     ]
 

@@ -133,9 +133,11 @@ def _inference_arguments(parser) -> None:
     from marble.inference.options import BACKENDS, FASTEST, PRECISIONS
 
     parser.add_argument("--precision", choices=PRECISIONS, default=FASTEST.precision,
-                        help=f"U-Net arithmetic; auto: bf16 at large batches (default {FASTEST.precision})")
+                        help=f"U-Net arithmetic; auto: bf16 where it is faster (torch: large batches; openvino: CPUs "
+                             f"with bf16 units) (default {FASTEST.precision})")
     parser.add_argument("--backend", choices=BACKENDS, default=FASTEST.backend,
-                        help=f"torch, or onnx: ONNX Runtime on a graph exported into RUN/cache (default {FASTEST.backend})")
+                        help=f"torch; onnx: ONNX Runtime on a graph exported into RUN/cache; openvino: that graph "
+                             f"compiled by OpenVINO (default {FASTEST.backend})")
     parser.add_argument("--compile", action="store_true", default=FASTEST.compile,
                         help="torch.compile the U-Net (the first image pays the compile time)")
     parser.add_argument("--channels-last", action="store_true", default=FASTEST.channels_last,

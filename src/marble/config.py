@@ -74,6 +74,10 @@ class AutoencoderConfig:
     kl_weight: float = 1e-6
     gan_weight: float = 0.0  # 0 disables the patch-GAN loss
     gan_start_step: int = 2000
+    init_from: str = ""  # start from this autoencoder: a run folder, a model folder, or "reference"
+    # With init_from: train the decoder alone, the encoder frozen, so the latent space (and every U-Net
+    # trained on it) stays valid while the pixels improve, as Stable Diffusion's fine-tuned VAE decoders did.
+    decoder_only: bool = False
     train: TrainConfig = TrainConfig(steps=1400, batch_size=16, learning_rate=5e-4, warmup_steps=50,
                                      mixed_precision="bf16", checkpoint_every=200)
 

@@ -74,6 +74,7 @@ def test_inductor_compile_matches_eager(tiny_run, exact_images):
     (InferenceOptions(backend="tensorrt"), "backend: unknown 'tensorrt'"),
     (InferenceOptions(precision="bf16", backend="onnx"), "backend onnx runs the exported fp32 graph"),
     (InferenceOptions(compile=True, backend="onnx"), "backend onnx"),
+    (InferenceOptions(channels_last=True, backend="openvino"), "backend openvino compiles the exported graph"),
 ])
 def test_bad_options_are_clear_errors(options, words):
     with pytest.raises(MarbleError, match=words):
@@ -84,6 +85,7 @@ def test_default_is_valid_and_auto_means_fp32_under_onnx():
     FASTEST.validate()
     InferenceOptions(precision="auto", backend="onnx").validate()
     assert not InferenceOptions(precision="auto", backend="onnx").bf16_at(64)
+    assert not InferenceOptions(precision="bf16", backend="openvino").bf16_at(64)  # OpenVINO casts, not autocast
 
 
 def test_replacing_the_unet_rebuilds_the_forward(tiny_run):

@@ -97,3 +97,36 @@ def test_weights_changed_in_place_are_exported_again(tiny_run, tmp_path):
     assert len(list(tmp_path.glob("unet-*.onnx"))) == 2
     torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(after - before, torch.full_like(after, 0.5), rtol=0, atol=1e-4)
+
+
+def test_openvino_fp32_equals_eager_and_bf16_stays_close(tiny_run, tmp_path):
+    pytest.importorskip("openvino")
+    from marble.inference.openvino_unet import OpenVinoEngine
+
+    unet = MarblePipeline.load(tiny_run).unet
+    config = unet.config
+    full, half = OnnxUNetForward(unet, tmp_path, OpenVinoEngine("fp32")), OnnxUNetForward(unet, tmp_path, OpenVinoEngine("bf16"))
+    for batch in (1, 5):  # traced at batch 2: the batch axis must be dynamic
+        sample = torch.randn(batch, config.in_channels, config.sample_size, config.sample_size)
+        context = torch.randn(batch, 7, config.cross_attention_dim)
+        t = torch.tensor(321)
+        with torch.no_grad():
+            expected = unet(sample, t, encoder_hidden_states=context).sample
+        first = full(sample, t, context)
+        torch.testing.assert_close(first, expected, rtol=1e-4, atol=1e-5)
+        full(sample + 1, t, context)  # the engine reuses its output buffer: the first result must not change
+        torch.testing.assert_close(first, expected, rtol=1e-4, atol=1e-5)
+        # bf16 keeps 8 bits of mantissa: relative error ~1e-2 of the output's scale, where CPUs have bf16 units.
+        assert (half(sample, t, context) - expected).abs().max() < 0.05 * expected.abs().max()
+    assert len(list(tmp_path.glob("unet-*.onnx"))) == 1  # both engines read the one exported graph
+
+
+def test_missing_openvino_is_a_clear_error(tiny_run, tmp_path, monkeypatch):
+    from marble.inference.openvino_unet import OpenVinoEngine
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import now raises ImportError
+    forward = OnnxUNetForward(MarblePipeline.load(tiny_run).unet, tmp_path, OpenVinoEngine())
+    config = forward.unet.config
+    sample = torch.randn(1, config.in_channels, config.sample_size, config.sample_size)
+    with pytest.raises(MarbleError, match="backend openvino needs OpenVINO"):
+        forward(sample, torch.tensor(1), torch.randn(1, 3, config.cross_attention_dim))

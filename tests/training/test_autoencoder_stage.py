@@ -1,7 +1,11 @@
 import dataclasses
 import json
 
+import pytest
+import torch
+
 from marble.config import preset
+from marble.errors import MarbleError
 from marble.layout import RunLayout
 from marble.training.autoencoder_stage import train_autoencoder_stage
 from marble.training.data import load_training_data
@@ -19,3 +23,47 @@ def test_patch_gan_joins_after_its_warm_up_and_the_stage_reports_psnr(synthetic_
     assert summary["holdout_psnr_db"] > 0 and summary["latent_scale"] > 0
     assert (tmp_path / "autoencoder" / "model" / "config.json").exists()
     assert json.loads((tmp_path / "autoencoder" / "model" / "config.json").read_text())["scaling_factor"] == summary["latent_scale"]
+
+
+def _autoencoder_config(**changes):
+    config = preset("tiny")
+    train = dataclasses.replace(config.autoencoder.train, steps=3, learning_rate=1e-2)
+    return dataclasses.replace(config, autoencoder=dataclasses.replace(config.autoencoder, train=train, **changes))
+
+
+def _weights(folder):
+    from diffusers import AutoencoderKL
+
+    model = AutoencoderKL.from_pretrained(folder)
+    return model.state_dict(), model.config.scaling_factor
+
+
+def test_decoder_only_keeps_the_encoder_and_its_latent_scale_and_trains_the_decoder(tiny_run, synthetic_dataset,
+                                                                                    tmp_path):
+    config = _autoencoder_config(init_from=str(tiny_run), decoder_only=True)
+    data = load_training_data(synthetic_dataset, config.data, progress=False)
+    summary = train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)
+    (before, scale_before), (after, scale_after) = _weights(tiny_run / "autoencoder" / "model"), _weights(tmp_path / "autoencoder" / "model")
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    trained = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and trained and len(frozen) + len(trained) == len(before)
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert max((before[k] - after[k]).abs().max().item() for k in trained) > 1e-3
+    assert scale_after == scale_before == summary["latent_scale"]
+
+
+def test_init_from_without_decoder_only_starts_every_weight_there(tiny_run, synthetic_dataset, tmp_path):
+    config = _autoencoder_config(init_from=str(tiny_run))
+    config = dataclasses.replace(config, autoencoder=dataclasses.replace(
+        config.autoencoder, train=dataclasses.replace(config.autoencoder.train, steps=1, learning_rate=1e-12)))
+    data = load_training_data(synthetic_dataset, config.data, progress=False)
+    train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)
+    before, after = _weights(tiny_run / "autoencoder" / "model")[0], _weights(tmp_path / "autoencoder" / "model")[0]
+    assert max((before[k] - after[k]).abs().max().item() for k in before) < 1e-6
+
+
+def test_decoder_only_without_a_model_to_keep_is_a_clear_error(synthetic_dataset, tmp_path):
+    config = _autoencoder_config(decoder_only=True)
+    data = load_training_data(synthetic_dataset, config.data, progress=False)
+    with pytest.raises(MarbleError, match="decoder_only needs autoencoder.init_from"):
+        train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)

@@ -112,4 +112,4 @@ def test_init_from_a_folder_without_a_unet_fails_clearly(tiny_run, synthetic_dat
         shutil.copytree(tiny_run / stage, run / stage)
     assert main(["train", "unet", "--preset", "tiny", "--data", str(synthetic_dataset), "--run", str(run),
                  "--steps", "1", "--no-progress", "--set", f"unet.init_from={tmp_path / 'nothing'}"]) == 2
-    assert "no U-Net model in" in capsys.readouterr().err
+    assert "no model to start from in" in capsys.readouterr().err

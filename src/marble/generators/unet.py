@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor
 
 from marble.config import UNetConfig
-from marble.errors import MarbleError
 
 
 def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, context_width: int) -> UNet2DConditionModel:
@@ -42,16 +39,3 @@ def use_matmul_attention_on_cpu(unet: UNet2DConditionModel, device: torch.device
     if device.type == "cpu":
         unet.set_attn_processor(AttnProcessor())
 
-
-def load_unet_weights(unet: UNet2DConditionModel, source: Path) -> None:
-    """Copy the weights of the U-Net saved in the folder `source` into `unet` (same architecture)."""
-    if not (source / "config.json").is_file():
-        raise MarbleError(f"no U-Net model in {source} (config.json missing)")
-    saved = UNet2DConditionModel.from_pretrained(source)
-    ours, theirs = unet.state_dict(), saved.state_dict()
-    mismatched = sorted(k for k in ours.keys() | theirs.keys() if k not in ours or k not in theirs
-                        or ours[k].shape != theirs[k].shape)
-    if mismatched:
-        raise MarbleError(f"the U-Net in {source} does not match this run's U-Net config "
-                          f"({len(mismatched)} tensors differ, e.g. {mismatched[0]}); use the same unet.* settings")
-    unet.load_state_dict({k: v.float() for k, v in theirs.items()})

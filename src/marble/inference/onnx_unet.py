@@ -11,6 +11,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,35 +85,47 @@ def writable_or_default(cache_dir: Path | None) -> Path:
     return default_cache_dir()
 
 
-class OnnxUNetForward:
-    """Runs the exported graph; the export (seconds) happens on the first call, or never if cached."""
+class OnnxRuntimeEngine:
+    """ONNX Runtime's CPU execution provider, fp32."""
 
-    def __init__(self, unet: torch.nn.Module, cache_dir: Path | None):
+    label = "unet (onnxruntime)"
+
+    def load(self, path: Path, threads: int) -> Callable[[dict], np.ndarray]:
+        runtime = _onnxruntime()
+        settings = runtime.SessionOptions()
+        settings.intra_op_num_threads = threads
+        settings.inter_op_num_threads = 1
+        session = runtime.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+        return lambda feed: session.run(None, feed)[0]
+
+
+class OnnxUNetForward:
+    """Runs the exported graph in an engine (ONNX Runtime unless told); the export (seconds) happens on
+    the first call, or never if cached."""
+
+    def __init__(self, unet: torch.nn.Module, cache_dir: Path | None, engine=None):
         self.unet = unet
+        self.engine = engine or OnnxRuntimeEngine()
         self.cache_dir = writable_or_default(cache_dir)
-        self.compile_seconds = 0.0  # export and session creation, when they happen
-        self._session = None
+        self.compile_seconds = 0.0  # export and engine set-up, when they happen
+        self._run = None
         self._exported_state: list | None = None
 
     def onnx_path(self) -> Path:
         # The graph also depends on the exporter, so the torch version is part of the name.
         return self.cache_dir / f"unet-{weights_fingerprint(self.unet)}-torch{torch.__version__.replace('+', '-')}.onnx"
 
-    def session(self):
+    def runner(self) -> Callable[[dict], np.ndarray]:
         state = live_state(self.unet)
-        if self._session is None or state != self._exported_state:
-            runtime = _onnxruntime()
+        if self._run is None or state != self._exported_state:
             started = time.perf_counter()
             path = self.onnx_path()
             if not path.is_file():
                 export_unet_onnx(self.unet, path)
-            settings = runtime.SessionOptions()
-            settings.intra_op_num_threads = torch.get_num_threads()  # the same thread budget as torch
-            settings.inter_op_num_threads = 1
-            self._session = runtime.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
+            self._run = self.engine.load(path, torch.get_num_threads())  # the same thread budget as torch
             self._exported_state = state
             self.compile_seconds += time.perf_counter() - started
-        return self._session
+        return self._run
 
     def __call__(self, sample: Tensor, t: Tensor, context: Tensor) -> Tensor:
         batch = len(sample)
@@ -121,6 +134,6 @@ class OnnxUNetForward:
             "timestep": np.broadcast_to(t.detach().float().numpy(), (batch,)).copy(),
             "context": context.detach().float().contiguous().numpy(),
         }
-        session = self.session()
-        with torch.profiler.record_function("unet (onnxruntime)"):  # shows in torch.profiler tables as one op
-            return torch.from_numpy(session.run(None, feed)[0])
+        run = self.runner()
+        with torch.profiler.record_function(self.engine.label):  # shows in torch.profiler tables as one op
+            return torch.from_numpy(np.array(run(feed), dtype=np.float32))  # a copy: engines reuse their buffers

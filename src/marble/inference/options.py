@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from marble.errors import MarbleError
 
 PRECISIONS = ("auto", "fp32", "bf16")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
 # "auto" runs bf16 autocast from this U-Net batch on (guidance doubles the image count): below it,
 # casting weights and activations costs more than bf16 saves (docs/performance.md, U-Net table).
 BF16_MIN_BATCH = 8
@@ -15,7 +15,8 @@ BF16_MIN_BATCH = 8
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    """precision: fp32, bf16 (autocast) or auto; backend: torch (eager or compiled) or onnx (ONNX Runtime, fp32)."""
+    """precision: fp32, bf16 or auto; backend: torch (eager or compiled, bf16 by autocast), onnx (ONNX Runtime,
+    fp32 only) or openvino (the same exported graph in OpenVINO; auto: bf16 where the CPU has it)."""
 
     precision: str = "fp32"
     channels_last: bool = False
@@ -31,6 +32,8 @@ class InferenceOptions:
         if self.backend == "onnx" and (self.precision == "bf16" or self.compile or self.channels_last):
             raise MarbleError("backend onnx runs the exported fp32 graph: it takes no --precision bf16, "
                               "--compile or --channels-last")
+        if self.backend == "openvino" and (self.compile or self.channels_last):
+            raise MarbleError("backend openvino compiles the exported graph itself: it takes no --compile or --channels-last")
 
     def bf16_at(self, batch: int) -> bool:
         """Whether a U-Net call on `batch` latents runs under bf16 autocast."""

@@ -49,7 +49,7 @@ class TorchUNetForward:
 
 
 def onnx_ready(unet: torch.nn.Module) -> bool:
-    """Whether backend onnx can run `unet`: a plain diffusers U-Net. A ControlNet wrapper or LoRA layers
+    """Whether backends onnx and openvino can run `unet`: a plain diffusers U-Net. A ControlNet wrapper or LoRA layers
     run in torch instead: the export is named by the weights' hash, which a LoRA scale is not part of."""
     return isinstance(unet, UNet2DConditionModel) and not has_adapters(unet)
 
@@ -57,8 +57,10 @@ def onnx_ready(unet: torch.nn.Module) -> bool:
 def make_unet_forward(unet: torch.nn.Module, options: InferenceOptions, cache_dir: Path | None) -> UNetForward:
     """The runner for `options`; the ONNX one exports `unet` into `cache_dir` on its first call."""
     options.validate()
-    if options.backend == "onnx" and onnx_ready(unet):
+    if options.backend in ("onnx", "openvino") and onnx_ready(unet):
         from marble.inference.onnx_unet import OnnxUNetForward
+        from marble.inference.openvino_unet import OpenVinoEngine
 
-        return OnnxUNetForward(unet, cache_dir)
+        engine = OpenVinoEngine(options.precision) if options.backend == "openvino" else None
+        return OnnxUNetForward(unet, cache_dir, engine)
     return TorchUNetForward(unet, options)

@@ -21,7 +21,9 @@ from marble.evaluation.image_metrics import psnr
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically
 from marble.training.data import TrainingData
+from marble.errors import MarbleError
 from marble.training.distributed import on_main_process
+from marble.training.init_from import load_initial_weights, model_folder
 from marble.training.feed import ImageFeed
 from marble.training.loop import Objective, Stage, train_stage
 
@@ -86,20 +88,39 @@ def fit_preview_map(autoencoder: AutoencoderKL, images: torch.Tensor) -> torch.T
     return fit_latent_rgb(latents, sample)
 
 
+def initial_autoencoder(config: RunConfig) -> tuple[AutoencoderKL, float | None]:
+    """A fresh autoencoder, or the one `init_from` names with its latent scale; with `decoder_only` the
+    encoder's weights are frozen (the optimizer skips them)."""
+    settings = config.autoencoder
+    if settings.decoder_only and not settings.init_from:
+        raise MarbleError("autoencoder.decoder_only needs autoencoder.init_from: the trained encoder to keep")
+    torch.manual_seed(settings.train.seed)
+    autoencoder = build_autoencoder(settings, config.data.image_size)
+    if not settings.init_from:
+        return autoencoder, None
+    saved = load_initial_weights(autoencoder, AutoencoderKL, model_folder(settings.init_from, lambda run: run.autoencoder))
+    if not settings.decoder_only:
+        return autoencoder, None  # a changing encoder: measure its scale again after training
+    for part in (autoencoder.encoder, autoencoder.quant_conv):
+        part.requires_grad_(False)
+    return autoencoder, float(saved.scaling_factor)  # the latent space U-Nets were trained in
+
+
 def train_autoencoder_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True) -> dict:
-    torch.manual_seed(config.autoencoder.train.seed)
-    autoencoder = build_autoencoder(config.autoencoder, config.data.image_size)
+    autoencoder, kept_scale = initial_autoencoder(config)
     stage = autoencoder_stage(autoencoder, config, data.feed(config.autoencoder.train))
     summary = train_stage(stage, config.autoencoder.train, layout.stage("autoencoder"), progress)
-    on_main_process(lambda: summary.update(measure_and_save(autoencoder, data, layout)))
+    on_main_process(lambda: summary.update(measure_and_save(autoencoder, data, layout, kept_scale)))
     return summary
 
 
-def measure_and_save(autoencoder: AutoencoderKL, data: TrainingData, layout: RunLayout) -> dict:
-    """Latent scale, preview map and held-out PSNR of the trained autoencoder; writes it with its scale."""
+def measure_and_save(autoencoder: AutoencoderKL, data: TrainingData, layout: RunLayout,
+                     kept_scale: float | None = None) -> dict:
+    """Latent scale (measured, or `kept_scale` when the encoder was frozen), preview map and held-out PSNR
+    of the trained autoencoder; writes it with its scale."""
     autoencoder.eval()
     train_images, holdout_images = data.measure_images("train"), data.measure_images("holdout")
-    scale = measure_latent_scale(autoencoder, train_images)
+    scale = kept_scale if kept_scale is not None else measure_latent_scale(autoencoder, train_images)
     autoencoder.register_to_config(scaling_factor=scale)
     save_pretrained_atomically(autoencoder, layout.autoencoder)
     layout.preview_map.write_text(json.dumps(fit_preview_map(autoencoder, train_images).tolist()))

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from accelerate import PartialState
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
 
 from marble.autoencoder.model import images_to_model
@@ -22,13 +21,14 @@ from marble.diffusion.samplers import make_scheduler
 from marble.diffusion.objective import diffusion_loss, min_snr_weights, training_target
 from marble.diffusion.schedule import NoiseSchedule
 from marble.errors import MarbleError
-from marble.generators.unet import build_unet, load_unet_weights, use_matmul_attention_on_cpu
+from marble.generators.unet import build_unet, use_matmul_attention_on_cpu
 from marble.layout import RunLayout
 from marble.text.encoders import TextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
 from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
 from marble.training.distributed import on_main_process
+from marble.training.init_from import load_initial_weights, model_folder
 from marble.training.loop import LossFn, Objective, Stage, train_stage
 from marble.training.randomness import Groups
 
@@ -157,16 +157,6 @@ def scheduler_for(config: RunConfig):
     return make_scheduler("ddpm", schedule.scheduler_config(config.unet.prediction_type))
 
 
-def init_source(init_from: str) -> Path:
-    """The U-Net model folder `unet.init_from` names: "reference", a run folder, or the model folder itself."""
-    if init_from == "reference":
-        from marble.reference import reference_model_dir
-
-        return RunLayout(reference_model_dir()).unet
-    path = Path(init_from)
-    return RunLayout(path).unet if RunLayout(path).unet.is_dir() else path
-
-
 def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True,
                      on_sample=None) -> dict:
     groups = sampling_groups(config, data)  # before caching: a missing field fails at once
@@ -175,7 +165,7 @@ def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, p
     torch.manual_seed(config.unet.train.seed)
     unet = build_unet(config.unet, latent_channels, latent_size, inputs.contexts.shape[-1])
     if config.unet.init_from:  # a checkpoint of this run, if any, still wins: the loop resumes from it
-        load_unet_weights(unet, init_source(config.unet.init_from))
+        load_initial_weights(unet, UNet2DConditionModel, model_folder(config.unet.init_from, lambda run: run.unet))
     use_matmul_attention_on_cpu(unet, PartialState().device)
     stage = unet_stage(unet, inputs, config, on_sample, groups)
     summary = train_stage(stage, config.unet.train, layout.stage("unet"), progress)

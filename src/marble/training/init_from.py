@@ -1,0 +1,42 @@
+"""Starting a stage from a model another run trained (`<stage>.init_from`) instead of a fresh init.
+
+Continue a model whose checkpoints are gone, or fine-tune part of it (the autoencoder's decoder):
+the weights are copied in, the optimizer and learning-rate schedule start fresh. A checkpoint of
+the run itself still wins, so a killed run resumes where it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from marble.errors import MarbleError
+from marble.layout import RunLayout
+
+
+def model_folder(init_from: str, in_run: Callable[[RunLayout], Path]) -> Path:
+    """The folder `init_from` names: "reference" (the shipped model), a run folder, or the model folder itself."""
+    if init_from == "reference":
+        from marble.reference import reference_model_dir
+
+        return in_run(RunLayout(reference_model_dir()))
+    path = Path(init_from)
+    return in_run(RunLayout(path)) if in_run(RunLayout(path)).is_dir() else path
+
+
+def load_initial_weights(target: torch.nn.Module, model_class, folder: Path):
+    """Copy the weights of the `model_class` saved in `folder` into `target` (same architecture, any
+    float dtype); returns the saved model's config."""
+    if not (folder / "config.json").is_file():
+        raise MarbleError(f"no model to start from in {folder} (config.json missing)")
+    saved = model_class.from_pretrained(folder)
+    ours, theirs = target.state_dict(), saved.state_dict()
+    mismatched = sorted(k for k in ours.keys() | theirs.keys()
+                        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+    if mismatched:
+        raise MarbleError(f"the model in {folder} does not match this run's config ({len(mismatched)} tensors "
+                          f"differ, e.g. {mismatched[0]}); use the settings it was trained with")
+    target.load_state_dict({k: v.to(ours[k].dtype) for k, v in theirs.items()})
+    return saved.config
