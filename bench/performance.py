@@ -153,7 +153,7 @@ def render(machine: dict, settings: dict, results: dict, args) -> str:
                   "(interleaved rounds) are the numbers to read. The full run replaces this file.", ""]
     lines += [f"Made by `{settings['command']}`.", "", *[f"> {note}" for note in settings.get("notes", [])], "", *report.machine_lines(machine, settings), "",
               "## Targets", "", *report.summary_lines(results), "",
-              "## Choices: the default path and the options", "", *report.choices_lines(results), ""]
+              "## Choices: the default path and the options", "", *report.choices_lines(results, machine), ""]
     if "sampling" in results:
         lines += ["## Sampling", "", *report.sampling_lines(results["sampling"], results["sampling_memory"], settings)]
     if "unet" in results:
@@ -189,7 +189,8 @@ METHOD = [
     "- Paths: `fp32` is eager float32 (the same arithmetic as diffusers); `bf16` runs the U-Net under "
     "`torch.autocast(bfloat16)`; `auto` chooses bf16 from U-Net batch 8 up (guidance doubles the batch); "
     "`onnx` runs the U-Net exported once with `torch.onnx.export` in ONNX Runtime's CPU execution provider "
-    "(fp32); `compile` is `torch.compile` (inductor). The text encoder and the decoder stay fp32 eager; Marble's "
+    "(fp32); `openvino` compiles that graph with OpenVINO (precision its choice: bf16 on AMX CPUs), "
+    "`openvino-fp32` asks it for fp32; `compile` is `torch.compile` (inductor). The text encoder and the decoder stay fp32 eager; Marble's "
     "prompt-context cache is warm after the first call, diffusers encodes the prompt every call.",
     "- Training: both loops train the same freshly initialised U-Net configuration on the same images and batch "
     "size; Marble's loop is `train_stage` with the run's own settings (bf16 autocast, fused AdamW, EMA), "

@@ -21,7 +21,7 @@ import torch
 from marble.autoencoder.loss import reconstruction_loss
 from marble.autoencoder.model import build_autoencoder, latent_shape
 from marble.config import preset
-from marble.generators.unet import build_unet
+from marble.generators.unet import build_unet, use_matmul_attention_on_cpu
 from marble.text.clip import build_clip, contrastive_loss
 from marble.text.tokenizer import train_tokenizer
 
@@ -46,6 +46,7 @@ def autoencoder_step(config):
 def unet_step(config):
     channels, size, _ = latent_shape(config.autoencoder, config.data.image_size)
     model = build_unet(config.unet, channels, size, config.text.width)
+    use_matmul_attention_on_cpu(model, torch.device("cpu"))  # as the U-Net stage trains on a CPU
     batch = config.unet.train.batch_size
     latents = torch.randn(batch, channels, size, size)
     context = torch.randn(batch, config.text.max_length, config.text.width)

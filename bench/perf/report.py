@@ -151,40 +151,53 @@ def _unet_ms(unet: dict, batch: str, name: str) -> float | None:
     return found["seconds"]["median"] * 1e3 if found else None
 
 
-def choices_lines(results: dict) -> list[str]:
-    """Why the defaults are what they are, with this run's numbers (U-Net medians, batch 1 and largest)."""
+PATH_NOTES = {
+    "onnx": "the U-Net exported once to `RUN/cache/unet-<weights hash>.onnx` and run by ONNX Runtime in fp32: "
+            "the same images as diffusers to rounding",
+    "openvino": "the same exported graph compiled by OpenVINO's CPU plugin with its own precision choice "
+                "(bf16 on CPUs with AMX or AVX-512 BF16, fp32 elsewhere)",
+    "openvino-fp32": "the exported graph in OpenVINO, fp32 asked for",
+    "fp32": "eager PyTorch fp32: the arithmetic diffusers runs",
+    "bf16": "eager PyTorch under bf16 autocast",
+    "fp32+channels_last": "eager fp32, channels_last memory format",
+    "bf16+channels_last": "eager bf16 autocast, channels_last memory format",
+}
+
+
+def choices_lines(results: dict, machine: dict | None = None) -> list[str]:
+    """Each path with this run's U-Net medians (batch 1 and largest) and sampling ratio; the default first."""
     unet = results.get("unet")
     if not unet:
         return ["(the U-Net section did not run: no numbers to choose by)"]
     batches = sorted(int(b) for b in unet["batches"])
     small, large = str(batches[0]), str(batches[-1])
     ms = lambda batch, name: (f"{_unet_ms(unet, batch, name):.0f} ms" if _unet_ms(unet, batch, name) else "–")
-    pair = lambda name: f"{ms(small, name)} at batch {small}, {ms(large, name)} at batch {large}"
-    lines = [
-        f"- **Default: `onnx`** (`marble generate`, `marble serve`): the U-Net exported once to "
-        f"`RUN/cache/unet-<weights hash>.onnx` and run by ONNX Runtime in fp32 — {pair('onnx')}, against eager "
-        f"fp32 {pair('fp32')}. Its images equal diffusers' to rounding (max pixel difference in the sampling "
-        "table), so quality is the fp32 path's by construction. The library default "
-        "(`MarblePipeline.load(run)`) stays eager fp32: exact, no export, no cache files.",
-        f"- **bf16 autocast** (`--backend torch --precision bf16`): {pair('bf16')}. This CPU has AVX-512 BF16 "
-        "but no AMX, so bf16 matmuls gain only what the matmul-peak line shows, and at batch 1 the casts eat "
-        "the gain; it also moves pixels by up to the sampling table's max difference. "
-        "`--precision auto` (the torch backend's default) uses it from U-Net batch 8.",
-        f"- **channels_last** (`--channels-last`): fp32 {pair('fp32+channels_last')}, bf16 "
-        f"{pair('bf16+channels_last')} — no gain on these 16×16 latents, so off.",
-        "- **Guidance in one batched call**: the pipeline concatenates the unconditional and conditional "
-        "latents and calls the U-Net once per step (as diffusers does); the text contexts of both halves are "
-        "encoded once per request.",
-        "- **Prompt-context cache**: an LRU of 256 prompt → context entries in the pipeline (`ContextCache`); the "
-        "empty negative prompt and a server's repeated prompts skip the text encoder.",
-    ]
+    default = default_path_name()
+    flags = set((machine or {}).get("flags", []))
+    lines = [f"CPU bf16 units: {'AMX' if 'amx_bf16' in flags else 'AVX-512 BF16 only (no AMX)' if 'avx512_bf16' in flags else 'none'}. "
+             f"U-Net forward medians at batch {small} and {large}; sampling speed-up over diffusers at the largest "
+             "sampling batch, with the largest pixel difference to diffusers' images.", ""]
+    sampling = results.get("sampling", {}).get("batches", {})
+    top = sampling.get(str(max((int(b) for b in sampling), default=0)), {})
+    for name in sorted((n for n in unet["batches"][large]["paths"] if n != "compile"), key=lambda n: n != default):
+        measured = top.get(name)
+        speed = (f"; sampling {measured['speedup_vs_diffusers']['median']:.2f}× diffusers, pixels within "
+                 f"{measured['max_level_difference']:.1f} levels" if measured else "")
+        label = "**Default**: " if name == default else ""
+        lines.append(f"- {label}`{name}` — {PATH_NOTES.get(name, name)}: {ms(small, name)} at batch {small}, "
+                     f"{ms(large, name)} at batch {large}{speed}.")
     compiled = unet.get("compile_seconds", {}).get("compile")
     if compiled:
-        lines.append(f"- **torch.compile** (`--compile`, with `auto` precision): {pair('compile')} after "
-                     f"{compiled:.0f} s of compiling (inductor, both batch shapes; paid again in every new process "
-                     "and for every new batch shape), so it is an option for long-lived servers, not the default.")
-    else:
-        lines.append("- **torch.compile** (`--compile`): not measured in this run (pass `--compile` to the suite).")
+        lines.append(f"- `compile` (`--compile`): torch.compile (inductor) with `auto` precision, "
+                     f"{ms(small, 'compile')} at batch {small}, {ms(large, 'compile')} at batch {large} after "
+                     f"{compiled:.0f} s of compiling, paid again in every new process and batch shape.")
+    lines += [
+        "- **Guidance in one batched call**: the unconditional and conditional latents go through the U-Net "
+        "together, once per step (as diffusers does); both halves' text contexts are encoded once per request.",
+        "- **Prompt-context cache**: an LRU of 256 prompt → context entries (`ContextCache`); the empty negative "
+        "prompt and a server's repeated prompts skip the text encoder.",
+        "- The library default (`MarblePipeline.load(run)`) stays eager fp32: exact, no export, no cache files.",
+    ]
     return lines
 
 
@@ -199,9 +212,9 @@ def analysis_lines(results: dict) -> list[str]:
     default = default_path_name()
     if default in profile:
         found = profile[default]
-        unet = _share(found, lambda op: "onnxruntime" in op)
+        unet = _share(found, lambda op: op.startswith("unet ("))
         convolution = _share(found, lambda op: "conv" in op)
-        lines.append(f"- Sampling on the default path (batch {found['batch']}): the U-Net in ONNX Runtime is "
+        lines.append(f"- Sampling on the default path (batch {found['batch']}): the U-Net's graph runtime is "
                      f"{unet:.0%} of the self CPU time; the decoder's convolutions (the only aten convolutions "
                      f"left on this path) {convolution:.0%}; the rest is the scheduler, text encoder and tensor "
                      "glue. " + ("The U-Net's speed is what sets the sampling ratio." if unet >= 0.5 else
@@ -226,8 +239,9 @@ def analysis_lines(results: dict) -> list[str]:
     if training and training.get("speedup"):
         lines.append(f"- Training: the diffusers-style loop pays for the VAE encoder and the text encoder every "
                      f"step; Marble pays once ({training['loops']['marble']['cache_seconds']:.0f} s for these "
-                     "images) and then only for the U-Net's forward and backward under bf16 autocast, which on "
-                     "this CPU gains little over fp32 for a 16×16 latent U-Net (docs/precision.md). The ratio is "
+                     "images) and then only for the U-Net's forward and backward under bf16 autocast, with attention as "
+                     "plain matmuls (the backward of PyTorch's fused CPU attention kernel took 37% of a bf16 step). "
+                     "The ratio is "
                      "therefore about (encoders + U-Net step) ÷ U-Net step: it grows with image size and "
                      "encoder cost, not with anything left in Marble's loop.")
     return lines or ["(no section ran that this reads)"]

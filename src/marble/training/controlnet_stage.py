@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import PartialState
 from diffusers import ControlNetModel, UNet2DConditionModel
 
 from marble.config import RunConfig, load_json, save_json
@@ -21,6 +22,7 @@ from marble.control.files import ControlNetFolder
 from marble.control.model import build_controlnet, control_residuals
 from marble.training.distributed import launched_processes
 from marble.errors import MarbleError
+from marble.generators.unet import use_matmul_attention_on_cpu
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically, write_json
 from marble.training.data import load_training_data
@@ -86,6 +88,8 @@ def train_controlnet(base_dir: Path, data_dir: Path, out_dir: Path, config: Cont
     unet = UNet2DConditionModel.from_pretrained(layout.unet)
     torch.manual_seed(config.train.seed)  # the condition encoder's first layers start random
     controlnet = build_controlnet(unet, config, base.data.image_size // inputs.latent_mean.shape[-1])
+    for model in (unet, controlnet):
+        use_matmul_attention_on_cpu(model, PartialState().device)
     stage = controlnet_stage(controlnet, unet, inputs, conditions, base, config)
     summary = train_stage(stage, config.train, folder.root, progress)
     save_pretrained_atomically(controlnet, folder.model)  # EMA weights: the loop copied them in at the end

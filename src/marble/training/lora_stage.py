@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from diffusers import UNet2DConditionModel
 
 from marble.config import RunConfig, TrainConfig, load_json, save_json
 from marble.errors import MarbleError
 from marble.finetune.adapter import RECORD_FILE, WEIGHTS_FILE, AdapterRecord, save_adapter
 from marble.finetune.lora import TEXT_TARGETS, UNET_TARGETS, add_lora, lora_weights, parameter_count, weights_fingerprint
+from marble.generators.unet import use_matmul_attention_on_cpu
 from marble.layout import RunLayout
 from marble.text.encoders import ClipTextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, write_json
@@ -122,6 +124,7 @@ def lora_stage(trainee: LoraTrainee, inputs: UNetInputs, run_config: RunConfig) 
 
 def load_base(layout: RunLayout, config: LoraConfig) -> tuple[UNet2DConditionModel, ClipTextEncoder | None]:
     unet = UNet2DConditionModel.from_pretrained(layout.unet)
+    use_matmul_attention_on_cpu(unet, PartialState().device)
     if not config.text_encoder:
         return unet, None
     encoder = load_text_encoder(layout.text_encoder)
