@@ -46,14 +46,20 @@ def test_onnx_output_equals_eager_at_any_batch(tiny_run, tmp_path):
     pytest.importorskip("onnxruntime")
     unet = MarblePipeline.load(tiny_run).unet
     forward = OnnxUNetForward(unet, tmp_path)
+    for sample, t, context, expected in eager_cases(unet):
+        torch.testing.assert_close(forward(sample, t, context), expected, rtol=1e-4, atol=1e-5)
+
+
+def eager_cases(unet):
+    """(sample, t, context, eager output) at batch 1 and 5: the graph is traced at batch 2, so the batch
+    axis must be dynamic."""
     config = unet.config
-    for batch in (1, 5):  # traced at batch 2: the batch axis must be dynamic
+    for batch in (1, 5):
         sample = torch.randn(batch, config.in_channels, config.sample_size, config.sample_size)
         context = torch.randn(batch, 7, config.cross_attention_dim)
         t = torch.tensor(321)
         with torch.no_grad():
-            expected = unet(sample, t, encoder_hidden_states=context).sample
-        torch.testing.assert_close(forward(sample, t, context), expected, rtol=1e-4, atol=1e-5)
+            yield sample, t, context, unet(sample, t, encoder_hidden_states=context).sample
 
 
 def test_read_only_run_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch):
@@ -104,14 +110,8 @@ def test_openvino_fp32_equals_eager_and_bf16_stays_close(tiny_run, tmp_path):
     from marble.inference.openvino_unet import OpenVinoEngine
 
     unet = MarblePipeline.load(tiny_run).unet
-    config = unet.config
     full, half = OnnxUNetForward(unet, tmp_path, OpenVinoEngine("fp32")), OnnxUNetForward(unet, tmp_path, OpenVinoEngine("bf16"))
-    for batch in (1, 5):  # traced at batch 2: the batch axis must be dynamic
-        sample = torch.randn(batch, config.in_channels, config.sample_size, config.sample_size)
-        context = torch.randn(batch, 7, config.cross_attention_dim)
-        t = torch.tensor(321)
-        with torch.no_grad():
-            expected = unet(sample, t, encoder_hidden_states=context).sample
+    for sample, t, context, expected in eager_cases(unet):
         first = full(sample, t, context)
         torch.testing.assert_close(first, expected, rtol=1e-4, atol=1e-5)
         full(sample + 1, t, context)  # the engine reuses its output buffer: the first result must not change
