@@ -23,7 +23,7 @@ from marble.text.encoders import load_text_encoder
 from marble.text.tokenizer import tokenize_prompts
 from marble.training.data import TrainingData
 from marble.training.loop import train_stage
-from marble.training.unet_stage import prepare_inputs, scheduler_for, unet_stage
+from marble.training.unet_stage import prepare_inputs, scheduler_for, trainable_unet, unet_stage
 from perf.timing import interleaved, paired_ratio, summarize
 
 
@@ -42,10 +42,12 @@ def training_images(params: dict, image_size: int) -> tuple[ImageCaptionSet, str
 
 
 def run_config(layout: RunLayout, params: dict, steps: int) -> RunConfig:
-    """The reference run's configuration with the bench's batch size and a log line every step."""
+    """The reference run's configuration with the bench's batch size and a log line every step, and a fresh
+    U-Net drawn uniformly (no init_from, no balance_by), as the diffusers-style loop trains one."""
     config = load_json(RunConfig, layout.run_config)
     train = dict(steps=steps, batch_size=params["batch"], log_every=1, checkpoint_every=10**9, sample_every=0)
-    return dataclasses.replace(config, unet=replace_train(config.unet, **train))
+    unet = dataclasses.replace(replace_train(config.unet, **train), init_from="", balance_by="")
+    return dataclasses.replace(config, unet=unet)
 
 
 class MarbleLoop:
@@ -57,9 +59,7 @@ class MarbleLoop:
         self.inputs = prepare_inputs(layout, TrainingData(data, data.subset([]), SkipReport()), progress=False)
         self.cache_seconds = time.perf_counter() - started
         config = run_config(layout, params, params["steps_per_round"])
-        torch.manual_seed(0)
-        _, channels, _, size = self.inputs.latent_mean.shape  # (N, C, h, w)
-        self.unet = build_unet(config.unet, channels, size, self.inputs.contexts.shape[-1])
+        self.unet = trainable_unet(config, self.inputs)  # as `marble train unet` builds it (seed 0)
         self.rounds = 0
         self.step_seconds: list[float] = []
 

@@ -157,16 +157,23 @@ def scheduler_for(config: RunConfig):
     return make_scheduler("ddpm", schedule.scheduler_config(config.unet.prediction_type))
 
 
-def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True,
-                     on_sample=None) -> dict:
-    groups = sampling_groups(config, data)  # before caching: a missing field fails at once
-    inputs = prepare_inputs(layout, data, progress)
+def trainable_unet(config: RunConfig, inputs: UNetInputs) -> UNet2DConditionModel:
+    """The U-Net the stage trains: fresh (seeded) or from `unet.init_from`, with the attention this
+    device trains fastest with."""
     latent_channels, latent_size = inputs.latent_mean.shape[1], inputs.latent_mean.shape[-1]
     torch.manual_seed(config.unet.train.seed)
     unet = build_unet(config.unet, latent_channels, latent_size, inputs.contexts.shape[-1])
     if config.unet.init_from:  # a checkpoint of this run, if any, still wins: the loop resumes from it
         load_initial_weights(unet, UNet2DConditionModel, model_folder(config.unet.init_from, lambda run: run.unet))
     use_matmul_attention_on_cpu(unet, PartialState().device)
+    return unet
+
+
+def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True,
+                     on_sample=None) -> dict:
+    groups = sampling_groups(config, data)  # before caching: a missing field fails at once
+    inputs = prepare_inputs(layout, data, progress)
+    unet = trainable_unet(config, inputs)
     stage = unet_stage(unet, inputs, config, on_sample, groups)
     summary = train_stage(stage, config.unet.train, layout.stage("unet"), progress)
 
