@@ -20,7 +20,8 @@ def _openvino():
     try:
         import openvino
     except ImportError:
-        raise MarbleError("backend openvino needs OpenVINO: pip install openvino, or choose --backend onnx or torch") from None
+        raise MarbleError("backend openvino needs OpenVINO: pip install openvino (or marble[openvino]), "
+                          "or choose --backend onnx or torch") from None
     return openvino
 
 
@@ -40,10 +41,3 @@ class OpenVinoEngine:
             settings["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[self.precision]
         request = core.compile_model(core.read_model(str(path)), "CPU", settings).create_infer_request()
         return lambda feed: request.infer(feed)[0]
-
-    def precision_in_use(self, path: Path) -> str:
-        """What OpenVINO chose for "auto" on this CPU (bf16 or f32)."""
-        openvino = _openvino()
-        core = openvino.Core()
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_NUM_THREADS": 1})
-        return str(compiled.get_property("INFERENCE_PRECISION_HINT"))
