@@ -9,6 +9,7 @@ from PIL import Image
 
 from marble.cli import main
 from marble.editing import ImageEdit
+from marble.inference.options import FASTEST
 from marble.pipeline import GenerationRequest, MarblePipeline
 
 
@@ -47,7 +48,7 @@ def test_inpainting_from_files_writes_the_pipelines_pixels(tiny_run, files, tmp_
     mask[:8] = True
     request = GenerationRequest("red circle", steps=4, seed=5, num_images=2,
                                 edit=ImageEdit(source, 1.0, mask, paste_unmasked=True))
-    expected = MarblePipeline.load(tiny_run).generate(request).images
+    expected = MarblePipeline.load(tiny_run, FASTEST).generate(request).images  # the CLI's default path
     for k in (0, 1):
         with Image.open(tmp_path / f"red-circle-seed5-{k}.png") as written:
             assert torch.equal(torch.from_numpy(np.array(written)).permute(2, 0, 1), expected[k])

@@ -10,8 +10,8 @@ PATHS = {
     "auto": InferenceOptions(precision="auto"),
     "bf16+channels_last": InferenceOptions(precision="bf16", channels_last=True),
     "fp32+channels_last": InferenceOptions(channels_last=True),
-    "onnx": InferenceOptions(precision="auto", backend="onnx"),  # auto: fp32 under onnx; equals FASTEST's spelling
-    "openvino": InferenceOptions(precision="auto", backend="openvino"),  # bf16 where the CPU has it
+    "onnx": InferenceOptions(precision="auto", backend="onnx"),  # auto: fp32 under onnx
+    "openvino": InferenceOptions(precision="auto", backend="openvino"),  # bf16 where the CPU has it; FASTEST's spelling
     "openvino-fp32": InferenceOptions(precision="fp32", backend="openvino"),
     "compile": InferenceOptions(precision="auto", compile=True),
 }

@@ -237,4 +237,4 @@ def test_cli_eval_smoke(tiny_run, synthetic_dataset, eval_clip, tmp_path):
     assert "N = 16 (half the dataset)" in report
     assert "N = 16" in stdout.getvalue()
     # The CLI samples on generate's default path (ONNX) and says so.
-    assert metrics["settings"]["inference"]["backend"] == "onnx" and "U-Net: onnx, precision auto" in report
+    assert metrics["settings"]["inference"]["backend"] == "openvino" and "U-Net: openvino, precision auto" in report

@@ -23,12 +23,17 @@ def pixels(folder) -> np.ndarray:
     return np.stack([np.array(Image.open(folder / f"red-circle-seed5-{k}.png")).astype(int) for k in (0, 1)])
 
 
-def test_default_runs_onnx_from_the_run_cache_and_matches_fp32_torch(run, tmp_path):
-    pytest.importorskip("onnxruntime")
+def test_default_runs_openvino_from_the_run_cache_and_onnx_matches_fp32_torch(run, tmp_path):
+    pytest.importorskip("openvino")
     assert generate(run, tmp_path / "default") == 0
     assert len(list((run / "cache").glob("unet-*.onnx"))) == 1
+    assert generate(run, tmp_path / "onnx", "--backend", "onnx") == 0
+    assert len(list((run / "cache").glob("unet-*.onnx"))) == 1  # both backends read the one exported graph
     assert generate(run, tmp_path / "torch", "--backend", "torch", "--precision", "fp32") == 0
-    assert np.abs(pixels(tmp_path / "default") - pixels(tmp_path / "torch")).max() <= 1
+    assert np.abs(pixels(tmp_path / "onnx") - pixels(tmp_path / "torch")).max() <= 1
+    # The default runs bf16 where the CPU has bf16 units: close to fp32, not equal (docs/performance.md).
+    drift = np.abs(pixels(tmp_path / "default") - pixels(tmp_path / "torch"))
+    assert drift.mean() <= 2.0
 
 
 @pytest.mark.parametrize("flags, words", [

@@ -81,7 +81,7 @@ def test_bad_options_are_clear_errors(options, words):
         options.validate()
 
 
-def test_default_is_valid_and_auto_means_fp32_under_onnx():
+def test_default_is_valid_and_auto_means_no_autocast_outside_torch():
     FASTEST.validate()
     InferenceOptions(precision="auto", backend="onnx").validate()
     assert not InferenceOptions(precision="auto", backend="onnx").bf16_at(64)

@@ -20,7 +20,7 @@ def _openvino():
     try:
         import openvino
     except ImportError:
-        raise MarbleError("backend openvino needs OpenVINO: pip install openvino (or marble[openvino]), "
+        raise MarbleError("backend openvino needs OpenVINO: pip install openvino, "
                           "or choose --backend onnx or torch") from None
     return openvino
 
