@@ -155,7 +155,8 @@ PATH_NOTES = {
     "onnx": "the U-Net exported once to `RUN/cache/unet-<weights hash>.onnx` and run by ONNX Runtime in fp32: "
             "the same images as diffusers to rounding",
     "openvino": "the same exported graph compiled by OpenVINO's CPU plugin with its own precision choice "
-                "(bf16 on CPUs with AMX or AVX-512 BF16, fp32 elsewhere)",
+                "(bf16 on CPUs with AMX or AVX-512 BF16, fp32 elsewhere); on the AMX machine its FD and CLIP score "
+                "at N = 1000 equal the fp32 path's within run-to-run noise ([evaluation.md](evaluation.md))",
     "openvino-fp32": "the exported graph in OpenVINO, fp32 asked for",
     "fp32": "eager PyTorch fp32: the arithmetic diffusers runs",
     "bf16": "eager PyTorch under bf16 autocast",
