@@ -46,6 +46,6 @@ EXACT = InferenceOptions()  # fp32 eager: the same arithmetic as diffusers, pixe
 # What `marble generate` and `marble serve` use unless told: the U-Net exported to ONNX and compiled by
 # OpenVINO, which picks bf16 on CPUs with AMX or AVX-512 BF16 and fp32 elsewhere. On the AMX machine it
 # is the fastest path at batch 1 and 16, and its FD and CLIP score at N = 1000 equal the fp32 path's
-# within their run-to-run spread (docs/performance.md); with --backend torch, "auto" picks bf16 where
+# within their run-to-run spread (docs/evaluation.md, speed in docs/performance.md); with --backend torch, "auto" picks bf16 where
 # it is faster.
 FASTEST = InferenceOptions(precision="auto", backend="openvino")

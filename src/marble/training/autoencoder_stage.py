@@ -17,11 +17,11 @@ from marble.autoencoder.loss import (
 from marble.autoencoder.model import build_autoencoder, images_to_model, latent_shape, model_to_images
 from marble.autoencoder.preview import fit_latent_rgb
 from marble.config import RunConfig
+from marble.errors import MarbleError
 from marble.evaluation.image_metrics import psnr
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically
 from marble.training.data import TrainingData
-from marble.errors import MarbleError
 from marble.training.distributed import on_main_process
 from marble.training.init_from import load_initial_weights, model_folder
 from marble.training.feed import ImageFeed

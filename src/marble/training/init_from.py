@@ -22,8 +22,8 @@ def model_folder(init_from: str, in_run: Callable[[RunLayout], Path]) -> Path:
         from marble.reference import reference_model_dir
 
         return in_run(RunLayout(reference_model_dir()))
-    path = Path(init_from)
-    return in_run(RunLayout(path)) if in_run(RunLayout(path)).is_dir() else path
+    inside = in_run(RunLayout(Path(init_from)))
+    return inside if inside.is_dir() else Path(init_from)
 
 
 def load_initial_weights(target: torch.nn.Module, model_class, folder: Path):
