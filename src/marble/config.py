@@ -61,6 +61,12 @@ class TextConfig:
     # bf16 autocast: faster than fp32 for every emoji stage here (docs/precision.md).
     train: TrainConfig = TrainConfig(steps=800, batch_size=128, learning_rate=5e-4, warmup_steps=80,
                                      mixed_precision="bf16", checkpoint_every=200)
+    # Then train the text tower alone against the frozen image tower's embeddings of every training
+    # image (locked-image tuning, LiT: Zhai et al. 2022): each caption must pick its own image out of
+    # all of them, not out of one batch, so the rare hard negatives (apple vs heart) are always there.
+    # steps=0 skips it.
+    locked_image: TrainConfig = TrainConfig(steps=0, batch_size=512, learning_rate=2e-4, warmup_steps=50,
+                                            mixed_precision="bf16", checkpoint_every=200)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from marble.errors import MarbleError
-from marble.text.clip import build_clip, contrastive_loss, images_to_clip_pixels
+from marble.text.clip import (
+    LockedImageText,
+    bank_cross_entropy,
+    build_clip,
+    contrastive_loss,
+    image_bank,
+    images_to_clip_pixels,
+)
 from marble.text.tokenizer import tokenize_prompts
 
 PROMPTS = ["a red apple", "a blue car", "grinning face", "咧嘴笑的脸"]
@@ -93,3 +100,51 @@ def test_adamw_fits_a_fixed_batch_and_learns_logit_scale(tiny_clip, tokenizer):
 def test_build_rejects_inconsistent_shapes(text_config, tokenizer, changes, image_size, message):
     with pytest.raises(MarbleError, match=message):
         build_clip(dataclasses.replace(text_config, **changes), image_size, tokenizer)
+
+
+def random_images(batch: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, 3, 16, 16), dtype=torch.uint8, generator=generator)
+
+
+def test_image_bank_and_locked_text_match_transformers_embeddings(tiny_clip, tokenizer):
+    images, ids = random_images(5), tokenize_prompts(tokenizer, PROMPTS + ["red heart"]).input_ids
+    reference = tiny_clip(input_ids=ids, pixel_values=images_to_clip_pixels(images))
+    bank = image_bank(tiny_clip, images, batch_size=2)  # chunked: the chunks must join in order
+    torch.testing.assert_close(bank, reference.image_embeds, atol=1e-6, rtol=0)
+    text, same_bank, scale = LockedImageText(tiny_clip, bank)(ids)
+    torch.testing.assert_close(text, reference.text_embeds, atol=1e-6, rtol=0)
+    assert same_bank is bank and scale.item() == pytest.approx(tiny_clip.logit_scale.exp().item())
+
+
+def test_bank_cross_entropy_is_log_n_when_flat_and_zero_when_exact():
+    bank = torch.eye(6)
+    targets = torch.tensor([4, 1, 3])
+    flat, _ = bank_cross_entropy(torch.zeros(3, 6), bank, torch.tensor(1.0), targets)
+    assert flat.item() == pytest.approx(math.log(6), abs=1e-6)
+    exact, logs = bank_cross_entropy(bank[targets], bank, torch.tensor(100.0), targets)
+    assert exact.item() < 1e-6 and logs["accuracy"] == 1.0
+    wrong, logs = bank_cross_entropy(bank[[0, 0, 0]], bank, torch.tensor(100.0), targets)
+    assert wrong.item() > 50 and logs["accuracy"] == 0.0
+
+
+def test_locked_image_training_moves_the_text_tower_only(tiny_clip, tokenizer):
+    images, ids = random_images(5), tokenize_prompts(tokenizer, PROMPTS + ["red heart"]).input_ids
+    vision_before = {k: v.clone() for k, v in tiny_clip.vision_model.state_dict().items()}
+    projection_before = tiny_clip.visual_projection.weight.clone()
+    text_before = tiny_clip.text_projection.weight.clone()
+    model = LockedImageText(tiny_clip, image_bank(tiny_clip, images))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    targets = torch.arange(5)
+    losses = []
+    for _ in range(30):
+        loss, logs = bank_cross_entropy(*model(ids), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(logs["loss"])
+    assert losses[-1] < 0.25 * losses[0] and logs["accuracy"] == 1.0
+    for name, value in tiny_clip.vision_model.state_dict().items():
+        assert torch.equal(value, vision_before[name]), name
+    assert torch.equal(tiny_clip.visual_projection.weight, projection_before)
+    assert not torch.equal(tiny_clip.text_projection.weight, text_before)

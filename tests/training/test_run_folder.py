@@ -24,3 +24,17 @@ def test_more_steps_continue_a_run_but_other_changes_are_refused(tmp_path):
     changed = dataclasses.replace(extended, unet=dataclasses.replace(extended.unet, prediction_type="v_prediction"))
     with pytest.raises(MarbleError, match="different configuration"):
         open_run(tmp_path / "run", changed)
+
+
+def test_the_locked_image_phase_steps_count_as_training_longer():
+    config = preset("tiny")
+    text = config.text
+
+    def locked(steps):
+        return dataclasses.replace(config, text=dataclasses.replace(
+            text, locked_image=dataclasses.replace(text.locked_image, steps=steps)))
+
+    assert only_trains_longer(config, locked(50))
+    assert not only_trains_longer(locked(50), locked(10))
+    other_batch = dataclasses.replace(text.locked_image, steps=50, batch_size=7)
+    assert not only_trains_longer(config, dataclasses.replace(config, text=dataclasses.replace(text, locked_image=other_batch)))

@@ -89,6 +89,47 @@ def info_nce(image_embeds: Tensor, text_embeds: Tensor, scale: Tensor) -> tuple[
     return loss, {"loss": loss.item(), "accuracy": accuracy.item()}
 
 
+@torch.no_grad()
+def image_bank(clip: CLIPModel, images_uint8: Tensor, batch_size: int = 256) -> Tensor:
+    """(N, P) unit embeddings of every image by the image tower, as CLIPModel.forward computes them."""
+    clip.eval()
+    chunks = []
+    for start in range(0, len(images_uint8), batch_size):
+        pixels = images_to_clip_pixels(images_uint8[start:start + batch_size])
+        pooled = clip.vision_model(pixel_values=pixels).pooler_output
+        chunks.append(F.normalize(clip.visual_projection(pooled), dim=-1))
+    clip.train()
+    return torch.cat(chunks)
+
+
+class LockedImageText(nn.Module):
+    """The text tower trained against a fixed bank of image embeddings (locked-image tuning, LiT).
+
+    Freezes the image tower: only the text tower, its projection and the temperature train.
+    """
+
+    def __init__(self, clip: CLIPModel, bank: Tensor):
+        super().__init__()
+        self.clip = clip
+        clip.vision_model.requires_grad_(False)
+        clip.visual_projection.requires_grad_(False)
+        self.register_buffer("bank", bank, persistent=False)
+
+    def forward(self, input_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """→ unit text embeddings (B, P), the bank (N, P), exp(logit_scale) ()."""
+        pooled = self.clip.text_model(input_ids=input_ids).pooler_output
+        text = F.normalize(self.clip.text_projection(pooled), dim=-1)
+        return text, self.bank, self.clip.logit_scale.exp()
+
+
+def bank_cross_entropy(text_embeds: Tensor, bank: Tensor, scale: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """Each caption's cross-entropy of its own image among all N in the bank; top-1 accuracy over all N."""
+    logits = text_embeds.float() @ bank.float().t() * scale
+    loss = F.cross_entropy(logits, targets)
+    accuracy = (logits.argmax(dim=1) == targets).float().mean()
+    return loss, {"loss": loss.item(), "accuracy": accuracy.item()}
+
+
 def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) -> tuple[Tensor, dict[str, float]]:
     """InfoNCE of one batch through `model`.
 
@@ -98,4 +139,5 @@ def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) 
     return info_nce(*ClipEmbeddings(model)(pixel_values, input_ids))
 
 
-__all__ = ["build_clip", "images_to_clip_pixels", "ClipEmbeddings", "info_nce", "contrastive_loss"]
+__all__ = ["build_clip", "images_to_clip_pixels", "ClipEmbeddings", "info_nce", "image_bank", "LockedImageText",
+           "bank_cross_entropy", "contrastive_loss"]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from marble.config import RunConfig, load_json, replace_train, save_json
+from marble.config import RunConfig, TrainConfig, load_json, save_json
 from marble.errors import MarbleError
 from marble.layout import RunLayout
 from marble.training.artifacts import write_json
@@ -22,13 +22,21 @@ STAGES = ("text", "autoencoder", "unet")
 
 
 def only_trains_longer(saved: RunConfig, config: RunConfig) -> bool:
-    """True if `config` is `saved` with some stages' step counts raised (continue training)."""
+    """True if `config` is `saved` with some step counts raised (continue training).
+
+    Every TrainConfig of a stage counts (the text stage's locked-image phase has its own).
+    """
     same_steps = saved
     for stage in STAGES:
-        if getattr(config, stage).train.steps < getattr(saved, stage).train.steps:
-            return False
-        same_steps = dataclasses.replace(same_steps, **{stage: replace_train(
-            getattr(same_steps, stage), steps=getattr(config, stage).train.steps)})
+        stage_saved, stage_new = getattr(same_steps, stage), getattr(config, stage)
+        for field in dataclasses.fields(stage_saved):
+            old, new = getattr(stage_saved, field.name), getattr(stage_new, field.name)
+            if not isinstance(old, TrainConfig) or not isinstance(new, TrainConfig):
+                continue
+            if new.steps < old.steps:
+                return False
+            stage_saved = dataclasses.replace(stage_saved, **{field.name: dataclasses.replace(old, steps=new.steps)})
+        same_steps = dataclasses.replace(same_steps, **{stage: stage_saved})
     return same_steps == config
 
 
@@ -41,7 +49,7 @@ def open_run(run_dir: Path, config: RunConfig) -> RunLayout:
     layout = RunLayout(Path(run_dir))
     if layout.run_config.exists() and not only_trains_longer(load_json(RunConfig, layout.run_config), config):
         raise MarbleError(f"{run_dir} was started with a different configuration ({layout.run_config}); "
-                          "use a new --run folder or the same options (only --steps may grow)")
+                          "use a new --run folder or the same options (only step counts may grow)")
 
     def write() -> None:
         layout.root.mkdir(parents=True, exist_ok=True)

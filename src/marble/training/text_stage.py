@@ -8,9 +8,18 @@ import torch
 from transformers import CLIPModel, PreTrainedTokenizerFast
 
 from marble.config import RunConfig
+from marble.errors import MarbleError
 from marble.data.folder import ImageCaptionSet
 from marble.layout import RunLayout
-from marble.text.clip import ClipEmbeddings, build_clip, images_to_clip_pixels, info_nce
+from marble.text.clip import (
+    ClipEmbeddings,
+    LockedImageText,
+    bank_cross_entropy,
+    build_clip,
+    image_bank,
+    images_to_clip_pixels,
+    info_nce,
+)
 from marble.text.encoders import ClipTextEncoder
 from marble.text.minilm import MiniLMTextEncoder
 from marble.text.tokenizer import train_tokenizer
@@ -44,6 +53,24 @@ def clip_stage(clip: torch.nn.Module, images: ImageFeed, captions: CaptionTable,
     return Stage(name, [objective], dataset_size=images.size, batches=images.batches)
 
 
+def locked_image_stage(clip: CLIPModel, images: ImageFeed, captions: CaptionTable, token_ids: torch.Tensor,
+                       name: str = "text-locked-image") -> Stage:
+    """The text tower alone: each batch caption's cross-entropy over every training image's embedding."""
+    if images.images is None:
+        raise MarbleError("text.locked_image needs every training image in memory: train it on an image folder, "
+                          "not a shard folder (or set text.locked_image.steps=0)")
+    bank = image_bank(clip, images.images)
+
+    def loss(model, batch):
+        rows = captions.pick(batch.indices, batch.random.choice(captions.counts(batch.indices)))
+        text_embeds, all_images, scale = model(token_ids[rows].to(batch.device))
+        targets = torch.as_tensor(batch.indices, device=batch.device)  # each caption's own image in the bank
+        return bank_cross_entropy(text_embeds, all_images, scale, targets)
+
+    objective = Objective("clip", clip, loss, forward_module=LockedImageText(clip, bank))
+    return Stage(name, [objective], dataset_size=images.size)
+
+
 def train_clip(config: RunConfig, pairs: ImageCaptionSet, stage_dir: Path, progress: bool = True,
                name: str = "text", images: ImageFeed | None = None) -> tuple[CLIPModel, PreTrainedTokenizerFast, dict]:
     """BPE tokenizer + CLIP trained contrastively on `pairs`, resumable from `stage_dir`; (clip, tokenizer, summary).
@@ -58,6 +85,9 @@ def train_clip(config: RunConfig, pairs: ImageCaptionSet, stage_dir: Path, progr
     torch.manual_seed(config.text.train.seed)
     clip = build_clip(config.text, config.data.image_size, tokenizer)
     summary = train_stage(clip_stage(clip, images, captions, token_ids, name), config.text.train, stage_dir, progress)
+    if config.text.locked_image.steps > 0:
+        summary["locked_image"] = train_stage(locked_image_stage(clip, images, captions, token_ids),
+                                              config.text.locked_image, stage_dir / "locked-image", progress)
     summary.update(kind="clip", vocab_size=len(tokenizer), captions=len(captions.texts),
                    parameters=sum(p.numel() for p in clip.parameters()))
     return clip, tokenizer, summary
