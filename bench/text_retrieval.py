@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from marble.config import DataConfig
 from marble.data.folder import load_image_folder
+from marble.data.split import holdout_mask
 from marble.evaluation.clip_score import load_clip_with_tokenizer
 from marble.evaluation.extractors import resize_for
 from marble.text.clip import images_to_clip_pixels
@@ -39,17 +41,24 @@ def text_embeddings(clip, tokenizer, prompts: list[str]) -> torch.Tensor:
     return F.normalize(torch.cat(chunks), dim=-1)  # (N, P)
 
 
-def recall_table(clip, tokenizer, captions: list[dict], embeddings: torch.Tensor, ks=(1, 5, 10)) -> str:
-    """Recall@k of each image by its own caption, among all images, per caption language."""
+def recall_table(clip, tokenizer, captions: list[dict], embeddings: torch.Tensor, held_out: list[bool],
+                 ks=(1, 5, 10)) -> str:
+    """Recall@k of each image by its own caption, among all images, per caption language.
+
+    One row for every image and one for the held-out ones alone: captions the text stage never saw.
+    """
     langs = sorted({key for c in captions for key in c if key != "text"} or {"text"})
-    rows = [f"| language | N | {' | '.join(f'recall@{k}' for k in ks)} |", "|---" * (len(ks) + 2) + "|"]
+    rows = [f"| language | images | N | {' | '.join(f'recall@{k}' for k in ks)} |", "|---" * (len(ks) + 3) + "|"]
     for lang in langs:
         owners = [i for i, c in enumerate(captions) if c.get(lang)]
         prompts = [captions[i][lang] for i in owners]
         scores = text_embeddings(clip, tokenizer, prompts) @ embeddings.T  # (captions, images)
         own = scores[torch.arange(len(owners)), torch.tensor(owners)]
         rank = (scores > own[:, None]).sum(dim=1)  # 0 = the caption's own image is the nearest
-        rows.append(f"| {lang} | {len(owners)} | " + " | ".join(f"{(rank < k).float().mean():.3f}" for k in ks) + " |")
+        for label, keep in (("all", torch.ones(len(owners), dtype=torch.bool)),
+                            ("held out", torch.tensor([held_out[i] for i in owners]))):
+            rows.append(f"| {lang} | {label} | {int(keep.sum())} | "
+                        + " | ".join(f"{(rank[keep] < k).float().mean():.3f}" for k in ks) + " |")
     return "\n".join(rows)
 
 
@@ -66,13 +75,16 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, required=True, help="a CLIP folder with its tokenizer (RUN/text/clip)")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--holdout-fraction", type=float, default=DataConfig().holdout_fraction,
+                        help="the training run's held-out fraction (default: the presets')")
     args = parser.parse_args()
     clip, tokenizer = load_clip_with_tokenizer(args.clip)
     clip.eval()
     data, _ = load_image_folder(args.data, clip.config.vision_config.image_size, progress=False)
     embeddings = image_embeddings(clip, data.images)
     if args.recall:
-        print(recall_table(clip, tokenizer, data.captions, embeddings), "\n")
+        held_out = holdout_mask(data.file_names, args.holdout_fraction)
+        print(recall_table(clip, tokenizer, data.captions, embeddings, held_out), "\n")
     if not args.prompts:
         return
     print("| prompt | the CLIP's nearest images |\n| --- | --- |")

@@ -44,6 +44,13 @@ def test_config_differs_from_the_run_encoder_in_seed_and_sees_every_language():
     assert config.text.width == run_text.width  # the preset's architecture otherwise
 
 
+def test_the_judge_skips_the_generators_locked_image_phase():
+    assert preset("emoji").text.locked_image.steps > 0
+    config = eval_clip_config("emoji")
+    assert config.text.locked_image.steps == 0
+    assert config.text.train.steps == preset("emoji").text.train.steps
+
+
 @pytest.mark.parametrize("changes, fragment", [
     ({"preset_name": "huge"}, "unknown preset"),
     ({"steps": 0}, "steps must be positive"),

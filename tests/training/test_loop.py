@@ -62,6 +62,16 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert [r["net/loss"] for r in lines("split")] == pytest.approx([r["net/loss"] for r in lines("whole")], rel=1e-5)
     seconds = [r["seconds"] for r in lines("split")]
     assert seconds == sorted(seconds)  # training time keeps counting across the resume
+    assert summary["seconds"] >= seconds[7]  # the summary counts the time before the resume too
+
+
+def test_a_run_resumed_at_its_end_reports_the_logged_result(tmp_path):
+    train_stage(regression_stage(), CONFIG, tmp_path, progress=False)
+    last = json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[-1])
+    summary = train_stage(regression_stage(), CONFIG, tmp_path, progress=False)
+    assert summary["resumed_from"] == 12
+    assert summary["final"] == {"net/loss": pytest.approx(last["net/loss"], abs=1e-6)}
+    assert summary["seconds"] == pytest.approx(last["seconds"], abs=0.1)
 
 
 def test_learning_rate_schedule_warms_up_then_decays():

@@ -27,8 +27,8 @@ DEFAULT_SEED = 1  # the generator's text encoder trains with seed 0 by default: 
 
 
 def eval_clip_config(preset_name: str = "emoji", seed: int = DEFAULT_SEED, **train_changes) -> RunConfig:
-    """The preset's CLIP settings with the evaluation seed and every caption language; `train_changes`
-    (steps, batch_size, learning_rate) override its TrainConfig where not None."""
+    """The preset's CLIP settings with the evaluation seed and every caption language, without the
+    locked-image phase; `train_changes` (steps, batch_size, learning_rate) override its TrainConfig where not None."""
     try:
         config = preset(preset_name)
     except ValueError as error:
@@ -41,7 +41,9 @@ def eval_clip_config(preset_name: str = "emoji", seed: int = DEFAULT_SEED, **tra
             raise MarbleError(f"{name} must be positive, got {value}")
     if seed < 0:
         raise MarbleError(f"the seed must be non-negative, got {seed}")
-    text = replace_train(dataclasses.replace(config.text, kind="clip"), seed=seed, **changes)
+    # The contrastive phase only: the judge does not share the generator's locked-image tuning.
+    no_locked_phase = dataclasses.replace(config.text.locked_image, steps=0)
+    text = replace_train(dataclasses.replace(config.text, kind="clip", locked_image=no_locked_phase), seed=seed, **changes)
     data = dataclasses.replace(config.data, langs=())  # () keeps every caption language
     return dataclasses.replace(config, name=f"{config.name}-eval-clip", text=text, data=data)
 

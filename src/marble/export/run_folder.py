@@ -16,7 +16,8 @@ from marble.training.artifacts import save_atomically
 # Relative to the run folder: inference artefacts, then the records of how they were made.
 NEEDED = ("text/encoder", "autoencoder/model", "autoencoder/preview.json", "unet/model", "unet/scheduler")
 RECORDS = ("run.json", "data.json", "text/summary.json", "autoencoder/summary.json", "unet/summary.json",
-           "text/train_log.jsonl", "autoencoder/train_log.jsonl", "unet/train_log.jsonl")
+           "text/train_log.jsonl", "text/locked-image/train_log.jsonl", "autoencoder/train_log.jsonl",
+           "unet/train_log.jsonl")
 
 
 def halve_safetensors(path: Path) -> None:

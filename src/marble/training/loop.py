@@ -94,6 +94,7 @@ class TrainLog:
             kept = [json.loads(line) for line in path.read_text().splitlines() if line]
             kept = [record for record in kept if record["step"] <= resume_step]
         self.seconds_before = kept[-1]["seconds"] if kept else 0.0
+        self.last = {k: v for k, v in kept[-1].items() if k not in ("step", "seconds")} if kept else {}
         path.write_text("".join(json.dumps(record) + "\n" for record in kept))
 
     def write(self, step: int, seconds: float, values: dict[str, float]) -> None:
@@ -213,9 +214,12 @@ class _StageRun:
             if tracker is not None:
                 tracker.finish()
         self.finish()
+        seconds = time.perf_counter() - started
+        # Across resumes (from the log), so a run resumed only to write its result still says what it took.
+        final = logs or (log.last if log else {})
         return {"stage": self.stage.name, "steps": config.steps, "resumed_from": self.start_step,
-                "seconds": round(time.perf_counter() - started, 1),
-                "final": {k: round(v, 6) for k, v in logs.items()}}
+                "seconds": round(seconds + (log.seconds_before if log else 0.0), 1),
+                "final": {k: round(v, 6) for k, v in final.items()}}
 
     def finish(self) -> None:
         """EMA weights into the sampled module; every module back on the CPU, where the stages save and measure."""
