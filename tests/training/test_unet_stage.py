@@ -113,3 +113,27 @@ def test_init_from_a_folder_without_a_unet_fails_clearly(tiny_run, synthetic_dat
     assert main(["train", "unet", "--preset", "tiny", "--data", str(synthetic_dataset), "--run", str(run),
                  "--steps", "1", "--no-progress", "--set", f"unet.init_from={tmp_path / 'nothing'}"]) == 2
     assert "no model to start from in" in capsys.readouterr().err
+
+
+def test_init_from_brings_the_models_text_encoder_and_autoencoder_into_an_empty_run(
+        tiny_run, synthetic_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "unet", "--preset", "tiny", "--data", str(synthetic_dataset), "--run", str(run),
+                 "--steps", "1", "--no-progress", "--set", f"unet.init_from={tiny_run}"]) == 0
+    out = capsys.readouterr().out
+    for stage, needed in (("text", "encoder/encoder.json"), ("autoencoder", "model/config.json")):
+        assert f"{stage}: copied from {tiny_run / stage}" in out
+        assert (run / stage / needed).read_bytes() == (tiny_run / stage / needed).read_bytes()
+        assert not (run / stage / "checkpoints").exists()  # only the trained model, not its training state
+    assert (run / "unet" / "model").is_dir()
+
+
+def test_a_run_keeps_its_own_text_encoder_when_starting_from_another_unet(tiny_run, synthetic_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "text", run / "text")
+    (run / "text" / "ours.txt").write_text("this run's own text stage")
+    assert main(["train", "unet", "--preset", "tiny", "--data", str(synthetic_dataset), "--run", str(run),
+                 "--steps", "1", "--no-progress", "--set", f"unet.init_from={tiny_run}"]) == 0
+    out = capsys.readouterr().out
+    assert "text: copied" not in out and "autoencoder: copied" in out
+    assert (run / "text" / "ours.txt").is_file()

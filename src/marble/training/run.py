@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -68,6 +69,28 @@ def _run_stage(name: str, config: RunConfig, data: TrainingData, layout: RunLayo
     return trainers[name](config, data, layout, progress)
 
 
+FROZEN_FOR_UNET = {"text": lambda layout: layout.text_encoder, "autoencoder": lambda layout: layout.autoencoder}
+
+
+def adopt_frozen_stages(config: RunConfig, layout: RunLayout, report: Callable[[str], None]) -> None:
+    """A U-Net started from another model (`unet.init_from`) reads that model's text context and latents:
+    a run without its own text or autoencoder stage copies that model's (a stage it has stays its own)."""
+    if not config.unet.init_from:
+        return
+    if config.unet.init_from == "reference":
+        from marble.reference import reference_model_dir
+
+        source = RunLayout(reference_model_dir())
+    else:
+        source = RunLayout(Path(config.unet.init_from))
+    for stage, needed in FROZEN_FOR_UNET.items():
+        if needed(layout).is_dir() or not needed(source).is_dir():
+            continue
+        on_main_process(lambda: shutil.copytree(source.stage(stage), layout.stage(stage), dirs_exist_ok=True,
+                                                ignore=shutil.ignore_patterns("checkpoints", "tensorboard")))
+        report(f"{stage}: copied from {source.stage(stage)} (the U-Net starts from that model and reads its {stage})")
+
+
 def check_prerequisites(name: str, layout: RunLayout) -> None:
     needed = {"unet": [("text", layout.text_encoder), ("autoencoder", layout.autoencoder)]}.get(name, [])
     for stage, path in needed:
@@ -95,6 +118,8 @@ def train_stages(names: list[str], config: RunConfig, data_dir: Path, run_dir: P
         "skipped": dict(data.skipped.counts)}))
     summaries = {}
     for name in names:
+        if name == "unet":
+            adopt_frozen_stages(config, layout, report)
         check_prerequisites(name, layout)
         summary = _run_stage(name, config, data, layout, progress)
         on_main_process(lambda: write_json(layout.summary(name), summary))
