@@ -110,11 +110,18 @@ def random_images(batch: int, seed: int = 1) -> torch.Tensor:
 def test_image_bank_and_locked_text_match_transformers_embeddings(tiny_clip, tokenizer):
     images, ids = random_images(5), tokenize_prompts(tokenizer, PROMPTS + ["red heart"]).input_ids
     reference = tiny_clip(input_ids=ids, pixel_values=images_to_clip_pixels(images))
-    bank = image_bank(tiny_clip, images, batch_size=2)  # chunked: the chunks must join in order
+    chunks = [([4, 0], images[[4, 0]]), ([2], images[[2]]), ([3, 1], images[[3, 1]])]  # any order, by id
+    bank = image_bank(tiny_clip, chunks, count=5)
     torch.testing.assert_close(bank, reference.image_embeds, atol=1e-6, rtol=0)
     text, same_bank, scale = LockedImageText(tiny_clip, bank)(ids)
     torch.testing.assert_close(text, reference.text_embeds, atol=1e-6, rtol=0)
     assert same_bank is bank and scale.item() == pytest.approx(tiny_clip.logit_scale.exp().item())
+
+
+def test_image_bank_refuses_chunks_that_miss_an_image(tiny_clip):
+    images = random_images(3)
+    with pytest.raises(MarbleError, match="missing 1 of 3 images"):
+        image_bank(tiny_clip, [([0, 2], images[[0, 2]])], count=3)
 
 
 def test_bank_cross_entropy_is_log_n_when_flat_and_zero_when_exact():
@@ -133,7 +140,7 @@ def test_locked_image_training_moves_the_text_tower_only(tiny_clip, tokenizer):
     vision_before = {k: v.clone() for k, v in tiny_clip.vision_model.state_dict().items()}
     projection_before = tiny_clip.visual_projection.weight.clone()
     text_before = tiny_clip.text_projection.weight.clone()
-    model = LockedImageText(tiny_clip, image_bank(tiny_clip, images))
+    model = LockedImageText(tiny_clip, image_bank(tiny_clip, [(list(range(5)), images)], count=5))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     targets = torch.arange(5)
     losses = []

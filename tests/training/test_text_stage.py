@@ -38,6 +38,9 @@ def test_raising_locked_image_steps_continues_a_run_with_the_image_tower_frozen(
     assert summary["resumed_from"] == summary["steps"]  # the contrastive phase was done already
 
 
-def test_locked_image_phase_refuses_a_shard_folder(shards, tmp_path, capsys):
-    assert train_text(shards, tmp_path / "run", "--set", "text.locked_image.steps=2") != 0
-    assert "needs every training image in memory" in capsys.readouterr().err
+def test_locked_image_phase_trains_on_a_shard_folder_too(shards, tmp_path):
+    run = tmp_path / "run"
+    assert train_text(shards, run, "--set", "text.locked_image.steps=2", "--set", "text.locked_image.batch_size=8",
+                      "--set", "text.locked_image.log_every=1") == 0
+    lines = (run / "text" / "locked-image" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]

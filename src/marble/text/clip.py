@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -90,16 +92,18 @@ def info_nce(image_embeds: Tensor, text_embeds: Tensor, scale: Tensor) -> tuple[
 
 
 @torch.no_grad()
-def image_bank(clip: CLIPModel, images_uint8: Tensor, batch_size: int = 256) -> Tensor:
-    """(N, P) unit embeddings of every image by the image tower, as CLIPModel.forward computes them."""
+def image_bank(clip: CLIPModel, chunks: Iterable[tuple[list[int], Tensor]], count: int) -> Tensor:
+    """(count, P) unit embeddings by the image tower, as CLIPModel.forward computes them; row i is the
+    image with id i of `chunks` ((ids, uint8 images) pairs covering ids 0 .. count-1, in any order)."""
     clip.eval()
-    chunks = []
-    for start in range(0, len(images_uint8), batch_size):
-        pixels = images_to_clip_pixels(images_uint8[start:start + batch_size])
-        pooled = clip.vision_model(pixel_values=pixels).pooler_output
-        chunks.append(F.normalize(clip.visual_projection(pooled), dim=-1))
+    bank = torch.full((count, clip.config.projection_dim), float("nan"))
+    for ids, images_uint8 in chunks:
+        pooled = clip.vision_model(pixel_values=images_to_clip_pixels(images_uint8)).pooler_output
+        bank[torch.as_tensor(ids)] = F.normalize(clip.visual_projection(pooled), dim=-1)
     clip.train()
-    return torch.cat(chunks)
+    if bank.isnan().any():
+        raise MarbleError(f"the image bank is missing {int(bank.isnan().any(dim=1).sum())} of {count} images")
+    return bank
 
 
 class LockedImageText(nn.Module):

@@ -58,7 +58,7 @@ class ShardTrainingData:
                 f"{len(self.index.shards)} shards; {self.skipped.summary()}")
 
     def feed(self, train: TrainConfig) -> ImageFeed:
-        return ImageFeed(len(self.train), batches=partial(self.stream_batches, train))
+        return ImageFeed(len(self.train), batches=partial(self.stream_batches, train), chunks=self.image_chunks)
 
     def stream_batches(self, train: TrainConfig, start_step: int, rank: int, world: int) -> Iterator[Batch]:
         """This process's shuffled batches from `start_step` on; ids index `train`, randomness as make_batch's."""

@@ -8,7 +8,6 @@ import torch
 from transformers import CLIPModel, PreTrainedTokenizerFast
 
 from marble.config import RunConfig
-from marble.errors import MarbleError
 from marble.data.folder import ImageCaptionSet
 from marble.layout import RunLayout
 from marble.text.clip import (
@@ -56,10 +55,7 @@ def clip_stage(clip: torch.nn.Module, images: ImageFeed, captions: CaptionTable,
 def locked_image_stage(clip: CLIPModel, images: ImageFeed, captions: CaptionTable, token_ids: torch.Tensor,
                        name: str = "text-locked-image") -> Stage:
     """The text tower alone: each batch caption's cross-entropy over every training image's embedding."""
-    if images.images is None:
-        raise MarbleError("text.locked_image needs every training image in memory: train it on an image folder, "
-                          "not a shard folder (or set text.locked_image.steps=0)")
-    bank = image_bank(clip, images.images)
+    bank = image_bank(clip, images.every_image(256), images.size)
 
     def loss(model, batch):
         rows = captions.pick(batch.indices, batch.random.choice(captions.counts(batch.indices)))
