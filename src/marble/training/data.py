@@ -16,7 +16,7 @@ from marble.config import DataConfig, TrainConfig
 from marble.data.folder import ImageCaptionSet, SkipReport, load_image_folder, only_languages
 from marble.data.shards import is_shard_folder
 from marble.data.split import split_holdout
-from marble.training.feed import ImageFeed
+from marble.training.feed import ImageFeed, in_order_chunks
 from marble.training.shard_data import ShardTrainingData, load_shard_training_data
 
 
@@ -34,8 +34,7 @@ class TrainingData:
 
     def image_chunks(self, batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
         """(ids, (B, 3, S, S) uint8) of the training images in order."""
-        for start in range(0, len(self.train), batch_size):
-            yield list(range(start, min(start + batch_size, len(self.train)))), self.train.images[start:start + batch_size]
+        return in_order_chunks(self.train.images, batch_size)
 
     def measure_images(self, split: str) -> torch.Tensor:
         """(N, 3, S, S) uint8: every image of the split ("train" or "holdout")."""

@@ -12,6 +12,12 @@ from marble.training.randomness import Batch, BatchFactory
 Chunks = Iterator[tuple[list[int], torch.Tensor]]  # (ids, (B, 3, S, S) uint8), every training image once
 
 
+def in_order_chunks(images: torch.Tensor, batch_size: int) -> Chunks:
+    """(ids, images) of an in-memory (N, 3, S, S) tensor, `batch_size` at a time, in order."""
+    for start in range(0, len(images), batch_size):
+        yield list(range(start, min(start + batch_size, len(images)))), images[start:start + batch_size]
+
+
 @dataclass(frozen=True)
 class ImageFeed:
     size: int  # training images
@@ -25,8 +31,4 @@ class ImageFeed:
 
     def every_image(self, batch_size: int) -> Chunks:
         """Every training image once, in chunks of `batch_size` with their ids."""
-        if self.images is None:
-            yield from self.chunks(batch_size)
-            return
-        for start in range(0, self.size, batch_size):
-            yield list(range(start, min(start + batch_size, self.size))), self.images[start:start + batch_size]
+        return self.chunks(batch_size) if self.images is None else in_order_chunks(self.images, batch_size)
