@@ -16,14 +16,19 @@ from marble.errors import MarbleError
 from marble.layout import RunLayout
 
 
-def model_folder(init_from: str, in_run: Callable[[RunLayout], Path]) -> Path:
-    """The folder `init_from` names: "reference" (the shipped model), a run folder, or the model folder itself."""
+def source_run(init_from: str) -> RunLayout:
+    """The run (or exported model) `init_from` names: "reference" is the shipped model."""
     if init_from == "reference":
         from marble.reference import reference_model_dir
 
-        return in_run(RunLayout(reference_model_dir()))
-    inside = in_run(RunLayout(Path(init_from)))
-    return inside if inside.is_dir() else Path(init_from)
+        return RunLayout(reference_model_dir())
+    return RunLayout(Path(init_from))
+
+
+def model_folder(init_from: str, in_run: Callable[[RunLayout], Path]) -> Path:
+    """The folder `init_from` names: "reference" (the shipped model), a run folder, or the model folder itself."""
+    inside = in_run(source_run(init_from))
+    return inside if init_from == "reference" or inside.is_dir() else Path(init_from)
 
 
 def load_initial_weights(target: torch.nn.Module, model_class, folder: Path):

@@ -15,6 +15,7 @@ from marble.training.artifacts import write_json
 from marble.training.autoencoder_stage import train_autoencoder_stage
 from marble.training.data import TrainingData, load_training_data
 from marble.training.distributed import is_main_process, on_main_process
+from marble.training.init_from import source_run
 from marble.training.sample_grid import training_sampler
 from marble.training.text_stage import train_text_stage
 from marble.training.unet_stage import train_unet_stage
@@ -69,6 +70,7 @@ def _run_stage(name: str, config: RunConfig, data: TrainingData, layout: RunLayo
     return trainers[name](config, data, layout, progress)
 
 
+# The stages a U-Net reads, frozen: where each keeps the model the U-Net needs.
 FROZEN_FOR_UNET = {"text": lambda layout: layout.text_encoder, "autoencoder": lambda layout: layout.autoencoder}
 
 
@@ -77,12 +79,7 @@ def adopt_frozen_stages(config: RunConfig, layout: RunLayout, report: Callable[[
     a run without its own text or autoencoder stage copies that model's (a stage it has stays its own)."""
     if not config.unet.init_from:
         return
-    if config.unet.init_from == "reference":
-        from marble.reference import reference_model_dir
-
-        source = RunLayout(reference_model_dir())
-    else:
-        source = RunLayout(Path(config.unet.init_from))
+    source = source_run(config.unet.init_from)
     for stage, needed in FROZEN_FOR_UNET.items():
         if needed(layout).is_dir() or not needed(source).is_dir():
             continue
@@ -92,8 +89,9 @@ def adopt_frozen_stages(config: RunConfig, layout: RunLayout, report: Callable[[
 
 
 def check_prerequisites(name: str, layout: RunLayout) -> None:
-    needed = {"unet": [("text", layout.text_encoder), ("autoencoder", layout.autoencoder)]}.get(name, [])
-    for stage, path in needed:
+    needed = FROZEN_FOR_UNET.items() if name == "unet" else []
+    for stage, path_in in needed:
+        path = path_in(layout)
         if not path.is_dir():
             raise MarbleError(f"the {name} stage needs a trained {stage} stage first ({path} is missing): "
                               f"run `marble train {stage}` with the same --run")
