@@ -9,8 +9,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch.utils.flop_counter import FlopCounterMode
 
-from marble.inference.unet_forward import make_unet_forward
 from marble.layout import RunLayout
+from marble.pipeline import MarblePipeline
 from perf.timing import current_rss_mib, interleaved, summarize
 from perf.variants import PATHS
 
@@ -33,11 +33,13 @@ def count_flops(unet: UNet2DConditionModel, inputs: tuple) -> int:
 
 
 def forwards(params: dict, layout: RunLayout) -> dict:
-    """name → a U-Net forward of its own model copy (channels_last and compile change the module)."""
+    """name → a U-Net forward of its own model copy (channels_last and compile change the module), made as
+    `marble generate` makes it (int8 calibrates by sampling the run's prompts)."""
     found = {}
     for name in params["paths"]:
-        unet = UNet2DConditionModel.from_pretrained(layout.unet).eval()
-        found[name] = make_unet_forward(unet, PATHS[name], Path(params["cache_dir"]))
+        pipeline = MarblePipeline.load(layout.root, PATHS[name])
+        pipeline.cache_dir = Path(params["cache_dir"])  # a scratch folder: the suite never writes into the model
+        found[name] = pipeline.unet_forward()
     return found
 
 

@@ -13,6 +13,7 @@ PATHS = {
     "onnx": InferenceOptions(precision="auto", backend="onnx"),  # auto: fp32 under onnx
     "openvino": InferenceOptions(precision="auto", backend="openvino"),  # bf16 where the CPU has it; FASTEST's spelling
     "openvino-fp32": InferenceOptions(precision="fp32", backend="openvino"),
+    "openvino-int8": InferenceOptions(precision="int8", backend="openvino"),  # quantized on the run's calibration prompts
     "compile": InferenceOptions(precision="auto", compile=True),
 }
 

@@ -134,7 +134,8 @@ def _inference_arguments(parser) -> None:
 
     parser.add_argument("--precision", choices=PRECISIONS, default=FASTEST.precision,
                         help=f"U-Net arithmetic; auto: bf16 where it is faster (torch: large batches; openvino: CPUs "
-                             f"with bf16 units) (default {FASTEST.precision})")
+                             f"with bf16 units); int8 (openvino): quantized once on the run's calibration prompts "
+                             f"(default {FASTEST.precision})")
     parser.add_argument("--backend", choices=BACKENDS, default=FASTEST.backend,
                         help=f"torch; onnx: ONNX Runtime on a graph exported into RUN/cache; openvino: that graph "
                              f"compiled by OpenVINO (default {FASTEST.backend})")

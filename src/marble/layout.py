@@ -54,6 +54,11 @@ class RunLayout:
         return self.root / "unet" / "scheduler"
 
     @property
+    def calibration_prompts(self) -> Path:
+        """Training captions that precision int8 samples to calibrate its quantized U-Net (a JSON list)."""
+        return self.root / "unet" / "calibration_prompts.json"
+
+    @property
     def inference_cache(self) -> Path:
         """Derived files made at inference, e.g. the U-Net exported to ONNX; safe to delete."""
         return self.root / "cache"

@@ -22,6 +22,8 @@ from marble.diffusion.sampling import StepInfo, classifier_free_guidance, predic
 from marble.editing import ImageEdit
 from marble.errors import MarbleError
 from marble.inference.context_cache import ContextCache
+from marble.inference.calibration import (CALIBRATION_GUIDANCE, CALIBRATION_IMAGES, CALIBRATION_STEPS,
+                                          read_calibration_prompts)
 from marble.inference.options import EXACT, InferenceOptions
 from marble.inference.unet_forward import UNetForward, make_unet_forward, onnx_ready
 from marble.layout import RunLayout
@@ -95,7 +97,7 @@ class GenerationResult:
 
 class MarblePipeline:
     def __init__(self, text_encoder: TextEncoder, unet: UNet2DConditionModel, vae: AutoencoderKL, scheduler_config: dict,
-                 options: InferenceOptions = EXACT, cache_dir: Path | None = None):
+                 options: InferenceOptions = EXACT, cache_dir: Path | None = None, calibration_prompts: list[str] = ()):
         self.text_encoder = text_encoder
         self.unet = unet.eval()
         self.vae = vae.eval()
@@ -106,6 +108,7 @@ class MarblePipeline:
         self._unet_forward: UNetForward | None = None
         self._unet_forward_key: tuple | None = None
         self.context_cache = ContextCache(text_encoder)
+        self.calibration_prompts = list(calibration_prompts)  # what precision int8 samples to calibrate on
 
     @classmethod
     def load(cls, run_dir: Path, options: InferenceOptions = EXACT) -> "MarblePipeline":
@@ -119,7 +122,7 @@ class MarblePipeline:
             UNet2DConditionModel.from_pretrained(layout.unet),
             AutoencoderKL.from_pretrained(layout.autoencoder),
             dict(DDPMScheduler.load_config(layout.scheduler)),
-            options, layout.inference_cache,
+            options, layout.inference_cache, read_calibration_prompts(layout.calibration_prompts),
         )
 
     @property
@@ -152,9 +155,21 @@ class MarblePipeline:
         """The U-Net call as self.options say; rebuilt if self.unet was replaced or LoRA layers came or went."""
         key = (id(self.unet), onnx_ready(self.unet))
         if self._unet_forward is None or key != self._unet_forward_key:
-            self._unet_forward = make_unet_forward(self.unet, self.options, self.cache_dir)
+            calibration = (self.calibration_prompts, self.calibration_feeds)
+            self._unet_forward = make_unet_forward(self.unet, self.options, self.cache_dir, calibration)
             self._unet_forward_key = key
         return self._unet_forward
+
+    def calibration_feeds(self) -> list[dict]:
+        """The U-Net inputs met while sampling each calibration prompt on the bf16 graph: int8's calibration data."""
+        float_path = MarblePipeline(self.text_encoder, self.unet, self.vae, self.scheduler_config,
+                                    InferenceOptions(precision="auto", backend="openvino"), self.cache_dir)
+        forward, feeds = float_path.unet_forward(), []
+        forward.on_feed = feeds.append
+        for seed, prompt in enumerate(self.calibration_prompts):
+            float_path.generate(GenerationRequest(prompt, steps=CALIBRATION_STEPS, guidance=CALIBRATION_GUIDANCE,
+                                                  num_images=CALIBRATION_IMAGES, seed=seed))
+        return feeds
 
     def _denoiser(self, context: torch.Tensor, guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         guided = guidance > 1

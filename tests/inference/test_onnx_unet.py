@@ -121,6 +121,27 @@ def test_openvino_fp32_equals_eager_and_bf16_stays_close(tiny_run, tmp_path):
     assert len(list(tmp_path.glob("unet-*.onnx"))) == 1  # both engines read the one exported graph
 
 
+def test_openvino_compiles_each_shape_once_and_keeps_only_the_recent_ones(tiny_run, tmp_path):
+    pytest.importorskip("openvino")
+    from marble.inference.openvino_unet import OpenVinoEngine
+
+    unet = MarblePipeline.load(tiny_run).unet
+    forward = OnnxUNetForward(unet, tmp_path, OpenVinoEngine("fp32"))
+    cases = list(eager_cases(unet))
+    forward(*cases[0][:3])
+    runner = forward.runner()
+    runner.capacity = 1
+    first_request = next(iter(runner.requests.values()))
+    for sample, t, context, expected in cases * 2:  # batch 1, 5, 1, 5: a shape may come back after eviction
+        torch.testing.assert_close(forward(sample, t, context), expected, rtol=1e-4, atol=1e-5)
+        assert len(runner.requests) == 1
+    sample, t, context, _ = cases[1]
+    held = next(iter(runner.requests.values()))
+    forward(sample, t, context)
+    assert next(iter(runner.requests.values())) is held  # the same shape reuses its compiled graph
+    assert held is not first_request  # batch 1's graph was dropped when batch 5 came
+
+
 def test_missing_openvino_is_a_clear_error(tiny_run, tmp_path, monkeypatch):
     from marble.inference.openvino_unet import OpenVinoEngine
 

@@ -1,7 +1,9 @@
+import dataclasses
 import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from marble.config import TrainConfig
 from marble.errors import MarbleError
@@ -63,6 +65,16 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     seconds = [r["seconds"] for r in lines("split")]
     assert seconds == sorted(seconds)  # training time keeps counting across the resume
     assert summary["seconds"] >= round(seconds[7], 1)  # the summary counts the time before the resume too
+
+
+def test_compiled_training_matches_eager_and_checkpoints_the_plain_module(tmp_path):
+    eager, compiled = regression_stage(), regression_stage()
+    train_stage(eager, CONFIG, tmp_path / "eager", progress=False)
+    train_stage(compiled, dataclasses.replace(CONFIG, compile=True), tmp_path / "compiled", progress=False)
+    for key, value in eager.objectives[0].module.state_dict().items():
+        torch.testing.assert_close(compiled.objectives[0].module.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+    plain_keys = set(load_file(next((tmp_path / "eager" / "checkpoints").rglob("*.safetensors"))))
+    assert set(load_file(next((tmp_path / "compiled" / "checkpoints").rglob("*.safetensors")))) == plain_keys
 
 
 def test_a_run_resumed_at_its_end_reports_the_logged_result(tmp_path):

@@ -107,9 +107,10 @@ class OnnxUNetForward:
         self.unet = unet
         self.engine = engine or OnnxRuntimeEngine()
         self.cache_dir = writable_or_default(cache_dir)
-        self.compile_seconds = 0.0  # export and engine set-up, when they happen
+        self.setup_seconds = 0.0  # export and engine set-up, when they happen
         self._run = None
         self._exported_state: list | None = None
+        self.on_feed: Callable[[dict], None] | None = None  # sees every feed, e.g. to gather int8 calibration data
 
     def onnx_path(self) -> Path:
         # The graph also depends on the exporter, so the torch version is part of the name.
@@ -124,8 +125,13 @@ class OnnxUNetForward:
                 export_unet_onnx(self.unet, path)
             self._run = self.engine.load(path, torch.get_num_threads())  # the same thread budget as torch
             self._exported_state = state
-            self.compile_seconds += time.perf_counter() - started
+            self.setup_seconds += time.perf_counter() - started
         return self._run
+
+    @property
+    def compile_seconds(self) -> float:
+        """Export, engine set-up and, for engines that compile per input shape, each shape's compile."""
+        return self.setup_seconds + getattr(self._run, "compile_seconds", 0.0)
 
     def __call__(self, sample: Tensor, t: Tensor, context: Tensor) -> Tensor:
         batch = len(sample)
@@ -134,6 +140,8 @@ class OnnxUNetForward:
             "timestep": np.broadcast_to(t.detach().float().numpy(), (batch,)).copy(),
             "context": context.detach().float().contiguous().numpy(),
         }
+        if self.on_feed is not None:
+            self.on_feed(feed)
         run = self.runner()
         with torch.profiler.record_function(self.engine.label):  # shows in torch.profiler tables as one op
             return torch.from_numpy(np.array(run(feed), dtype=np.float32))  # a copy: engines reuse their buffers

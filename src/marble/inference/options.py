@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from marble.errors import MarbleError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BACKENDS = ("torch", "onnx", "openvino")
 # "auto" runs bf16 autocast from this U-Net batch on (guidance doubles the image count): below it,
 # casting weights and activations costs more than bf16 saves (docs/performance.md, U-Net table).
@@ -15,7 +15,7 @@ BF16_MIN_BATCH = 8
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    """precision: fp32, bf16 or auto; backend: torch (eager or compiled, bf16 by autocast), onnx (ONNX Runtime,
+    """precision: fp32, bf16, auto or int8 (openvino only: the graph quantized on the run's calibration prompts); backend: torch (eager or compiled, bf16 by autocast), onnx (ONNX Runtime,
     fp32 only) or openvino (the same exported graph in OpenVINO; auto: bf16 where the CPU has it)."""
 
     precision: str = "fp32"
@@ -32,6 +32,8 @@ class InferenceOptions:
         if self.backend == "onnx" and (self.precision == "bf16" or self.compile or self.channels_last):
             raise MarbleError("backend onnx runs the exported fp32 graph: it takes no --precision bf16, "
                               "--compile or --channels-last")
+        if self.precision == "int8" and self.backend != "openvino":
+            raise MarbleError("precision int8 is OpenVINO's quantized graph: choose --backend openvino with it")
         if self.backend == "openvino" and (self.compile or self.channels_last):
             raise MarbleError("backend openvino compiles the exported graph itself: it takes no --compile or --channels-last")
 

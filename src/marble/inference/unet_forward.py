@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol, Tuple
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -54,13 +54,19 @@ def onnx_ready(unet: torch.nn.Module) -> bool:
     return isinstance(unet, UNet2DConditionModel) and not has_adapters(unet)
 
 
-def make_unet_forward(unet: torch.nn.Module, options: InferenceOptions, cache_dir: Path | None) -> UNetForward:
-    """The runner for `options`; the ONNX one exports `unet` into `cache_dir` on its first call."""
+def make_unet_forward(unet: torch.nn.Module, options: InferenceOptions, cache_dir: Path | None,
+                      calibration: Tuple[list[str], Callable[[], list]] | None = None) -> UNetForward:
+    """The runner for `options`; the ONNX one exports `unet` into `cache_dir` on its first call. `calibration`
+    gives precision int8 its prompts and a function that gathers U-Net feeds by sampling them (once, if ever)."""
     options.validate()
     if options.backend in ("onnx", "openvino") and onnx_ready(unet):
         from marble.inference.onnx_unet import OnnxUNetForward
         from marble.inference.openvino_unet import OpenVinoEngine
 
         engine = OpenVinoEngine(options.precision) if options.backend == "openvino" else None
+        if options.precision == "int8":
+            from marble.inference.int8_unet import Int8Engine
+
+            engine = Int8Engine(*(calibration or ([], list)))
         return OnnxUNetForward(unet, cache_dir, engine)
     return TorchUNetForward(unet, options)

@@ -128,7 +128,8 @@ class _StageRun:
         self.optimizers = {o.name: make_optimizer(o.module, config, self._base_lr(o)) for o in stage.objectives}
         self.ema = EMA(stage.objectives[0].module, stage.ema_decay) if stage.ema_decay > 0 else None
         self.start_step = self._resume()
-        self.prepared = {o.name: self.accelerator.prepare(o.forward_module or o.module) for o in stage.objectives}
+        self.prepared = {o.name: self._compiled(self.accelerator.prepare(o.forward_module or o.module))
+                         for o in stage.objectives}
         self.prepared_optimizers = {n: self.accelerator.prepare(o) for n, o in self.optimizers.items()}
 
     def _base_lr(self, objective: Objective) -> float:
@@ -142,6 +143,11 @@ class _StageRun:
         if self.ema is not None and ema_shadow is not None:
             self.ema.shadow = ema_shadow
         return step
+
+    def _compiled(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The module the loss calls; compiled, it shares its parameters with `module`, which checkpoints and EMA
+        keep reading, so their keys stay those of the plain module."""
+        return torch.compile(module) if self.config.compile else module
 
     def checkpoint(self, step: int) -> None:
         if self.main:

@@ -24,7 +24,7 @@ STAGES = ("text", "autoencoder", "unet")
 
 
 def only_trains_longer(saved: RunConfig, config: RunConfig) -> bool:
-    """True if `config` is `saved` with some step counts raised (continue training).
+    """True if `config` is `saved` with some step counts raised (continue training), or `compile` switched.
 
     Every TrainConfig of a stage counts (the text stage's locked-image phase has its own).
     """
@@ -37,7 +37,7 @@ def only_trains_longer(saved: RunConfig, config: RunConfig) -> bool:
                 continue
             if new.steps < old.steps:
                 return False
-            stage_saved = dataclasses.replace(stage_saved, **{field.name: dataclasses.replace(old, steps=new.steps)})
+            stage_saved = dataclasses.replace(stage_saved, **{field.name: dataclasses.replace(old, steps=new.steps, compile=new.compile)})
         same_steps = dataclasses.replace(same_steps, **{stage: stage_saved})
     return same_steps == config
 

@@ -22,6 +22,7 @@ from marble.diffusion.objective import diffusion_loss, min_snr_weights, training
 from marble.diffusion.schedule import NoiseSchedule
 from marble.errors import MarbleError
 from marble.generators.unet import build_unet, use_matmul_attention_on_cpu
+from marble.inference.calibration import choose_calibration_prompts, write_calibration_prompts
 from marble.layout import RunLayout
 from marble.text.encoders import TextEncoder, load_text_encoder
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
@@ -180,6 +181,8 @@ def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, p
     def write() -> None:
         save_pretrained_atomically(unet, layout.unet)  # EMA weights: the loop copied them in at the end
         save_atomically(scheduler_for(config).save_config, layout.scheduler)
+        prompts = choose_calibration_prompts(list(inputs.captions.texts), config.unet.train.seed)
+        write_calibration_prompts(prompts, layout.calibration_prompts)
 
     on_main_process(write)
     summary.update(parameters=sum(p.numel() for p in unet.parameters()), latent_scale=inputs.latent_scale)
