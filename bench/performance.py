@@ -192,13 +192,15 @@ METHOD = [
     "- Paths: `fp32` is eager float32 (the same arithmetic as diffusers); `bf16` runs the U-Net under "
     "`torch.autocast(bfloat16)`; `auto` chooses bf16 from U-Net batch 8 up (guidance doubles the batch); "
     "`onnx` runs the U-Net exported once with `torch.onnx.export` in ONNX Runtime's CPU execution provider "
-    "(fp32); `openvino` compiles that graph with OpenVINO (precision its choice: bf16 on AMX CPUs), "
-    "`openvino-fp32` asks it for fp32; `compile` is `torch.compile` (inductor). The text encoder and the decoder stay fp32 eager; Marble's "
+    "(fp32); `openvino` compiles that graph with OpenVINO for each batch size (precision its choice: bf16 on "
+    "CPUs with AMX or AVX-512 BF16), `openvino-fp32` asks it for fp32, `openvino-int8` runs it quantized by NNCF "
+    "(its one-off calibration and quantization count as its compile time); `compile` is `torch.compile` (inductor). The text encoder and the decoder stay fp32 eager; Marble's "
     "prompt-context cache is warm after the first call, diffusers encodes the prompt every call.",
     "- Training: both loops train the same freshly initialised U-Net configuration on the same images and batch "
     "size; Marble's loop is `train_stage` with the run's own settings (bf16 autocast, fused AdamW, EMA), "
     "the diffusers-style loop follows `train_text_to_image.py` (VAE and text encoder every step, fp32, AdamW, "
-    "EMAModel, gradient clipping).",
+    "EMAModel, gradient clipping). `marble-compiled` is Marble's loop with `unet.train.compile` set (torch.compile "
+    "of the U-Net; its warm-up round pays the compile).",
 ]
 
 

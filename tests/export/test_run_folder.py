@@ -9,6 +9,7 @@ from marble.pipeline import GenerationRequest, MarblePipeline
 def test_half_export_is_smaller_and_generates_nearly_the_same_pixels(tiny_run, tmp_path):
     out = export_run_folder(tiny_run, tmp_path / "ref", half=True)
     assert not list(out.rglob("checkpoints")) and not list(out.rglob("tensorboard"))
+    assert (out / "unet" / "calibration_prompts.json").read_text() == (tiny_run / "unet" / "calibration_prompts.json").read_text()
     weights = load_file(str(out / "unet" / "model" / "diffusion_pytorch_model.safetensors"))
     assert {str(t.dtype) for t in weights.values()} == {"torch.float16"}
     request = GenerationRequest("red circle", steps=4, seed=3)

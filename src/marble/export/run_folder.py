@@ -17,7 +17,7 @@ from marble.training.artifacts import save_atomically
 NEEDED = ("text/encoder", "autoencoder/model", "autoencoder/preview.json", "unet/model", "unet/scheduler")
 RECORDS = ("run.json", "data.json", "text/summary.json", "autoencoder/summary.json", "unet/summary.json",
            "text/train_log.jsonl", "text/locked-image/train_log.jsonl", "autoencoder/train_log.jsonl",
-           "unet/train_log.jsonl")
+           "unet/train_log.jsonl", "unet/calibration_prompts.json")
 
 
 def halve_safetensors(path: Path) -> None:
