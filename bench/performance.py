@@ -57,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also measure torch.compile on the U-Net forward, with its compile time (slow to build)")
     parser.add_argument("--eval-metrics", type=Path, default=DEFAULT_METRICS,
                         help=f"metrics.json of `marble eval` on the model (default {DEFAULT_METRICS})")
+    parser.add_argument("--preset-run", type=Path, metavar="RUN",
+                        help="a run of `marble train all --preset emoji` in one go: its stage times beside the model's")
+    parser.add_argument("--preset-metrics", type=Path, metavar="PATH", help="metrics.json of `marble eval` on --preset-run")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="only rewrite --out from the .json a previous run wrote beside it")
     parser.add_argument("--sections", default="sampling,unet,training,quality,profile")
@@ -130,6 +133,11 @@ def main(argv=None) -> None:
     if "quality" in sections:
         results["stages"] = stage_times(run_dir)
         results["evaluation"] = evaluation_numbers(args.eval_metrics)
+        settings["eval_metrics"] = str(args.eval_metrics)
+        if args.preset_run:
+            results["preset_stages"] = stage_times(args.preset_run)
+            results["preset_evaluation"] = evaluation_numbers(args.preset_metrics) if args.preset_metrics else None
+            settings.update(preset_run=str(args.preset_run), preset_metrics=str(args.preset_metrics))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     raw = {"machine": machine, "settings": settings, "results": results}
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")  # kept even if rendering fails
@@ -168,7 +176,13 @@ def render(machine: dict, settings: dict, results: dict, args) -> str:
     if "stages" in results:
         lines += ["## Time to quality", "", f"Training time per stage of `{settings['model_name']}`, from each "
                   "stage's train_log.jsonl (the clock of a resumed stage summed piece by piece).", "",
-                  *report.quality_lines(results["stages"], results["evaluation"], str(args.eval_metrics)), ""]
+                  *report.quality_lines(results["stages"], results["evaluation"],
+                                        settings.get("eval_metrics", str(args.eval_metrics))), ""]
+    if "preset_stages" in results:
+        lines += [f"**`marble train all --preset emoji`, one run from scratch** (`{settings['preset_run']}`), "
+                  "on this machine:", "",
+                  *report.quality_lines(results["preset_stages"], results["preset_evaluation"],
+                                        settings["preset_metrics"]), ""]
     if "profile" in results:
         lines += ["## Profile: where sampling spends its time", "", *report.profile_lines(results["profile"])]
     lines += ["## Where the time goes, and the targets", "", *report.analysis_lines(results), ""]

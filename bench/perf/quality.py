@@ -22,12 +22,18 @@ def logged_seconds(log: Path) -> float:
 
 
 def stage_times(run_dir: Path) -> list[dict]:
+    """Per stage: steps, seconds and parameters; the text stage's locked-image phase counts in its time."""
     rows = []
     for stage in STAGES:
         summary = json.loads((run_dir / stage / "summary.json").read_text())
         log = run_dir / stage / "train_log.jsonl"
         seconds = logged_seconds(log) if log.is_file() else summary["seconds"]
-        rows.append({"stage": stage, "steps": summary["steps"], "seconds": seconds,
+        steps = str(summary["steps"])
+        phase = run_dir / stage / "locked-image" / "train_log.jsonl"
+        if phase.is_file():
+            seconds += logged_seconds(phase)
+            steps += f" + {json.loads(phase.read_text().splitlines()[-1])['step']} locked-image"
+        rows.append({"stage": stage, "steps": steps, "seconds": seconds,
                      "parameters": summary.get("parameters"), "final": summary.get("final", {})})
     return rows
 
