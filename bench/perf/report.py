@@ -170,7 +170,8 @@ PATH_NOTES = {
             "the same images as diffusers to rounding",
     "openvino": "the same exported graph compiled by OpenVINO's CPU plugin once per batch size (static shapes), "
                 "with its own precision choice (bf16 on CPUs with AMX or AVX-512 BF16, fp32 elsewhere); its FD and "
-                "CLIP score at N = 1000 equal the fp32 path's within run-to-run noise ([evaluation.md](evaluation.md))",
+                "CLIP score at N = 1000 equal the fp32 path's within run-to-run noise (measured on the AMX machine, before static "
+                "shapes; [evaluation.md](evaluation.md))",
     "openvino-fp32": "the exported graph in OpenVINO, fp32 asked for",
     "openvino-int8": "that graph quantized to int8 by NNCF, calibrated by sampling the run's 16 calibration prompts "
                      "(the input and output convolutions and the time embedding stay float); not the default: "
