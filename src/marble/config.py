@@ -29,8 +29,9 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 0  # 0: no sample grids during training
     seed: int = 0
-    # torch.compile the trained module: 10% faster steps on the emoji U-Net after minutes of compiling
-    # (docs/performance.md); it changes no result, so a run may switch it between resumes.
+    # torch.compile the trained module. A lone emoji U-Net step measured 11% faster, but the bench's
+    # training loop saw no gain (docs/performance.md), so it is off; it changes no result, so a run may
+    # switch it between resumes.
     compile: bool = False
 
 

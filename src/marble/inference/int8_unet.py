@@ -15,9 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +22,7 @@ import numpy as np
 
 from marble.errors import MarbleError
 from marble.inference.openvino_unet import OpenVinoEngine, _openvino
+from marble.training.artifacts import save_atomically
 
 Feeds = list[dict[str, np.ndarray]]
 # TRANSFORMER keeps attention's softmax and the like in float and smooths outlier channels (SmoothQuant);
@@ -63,19 +61,8 @@ def quantize_graph(onnx_path: Path, feeds: Feeds, folder: Path) -> Path:
     logging.getLogger("nncf").setLevel(logging.WARNING)  # its INFO lines list every node it leaves in float
     model = openvino.Core().read_model(str(onnx_path))
     quantized = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), **_quantization(nncf))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".int8-"))
-    try:
-        openvino.save_model(quantized, str(staging / "unet.xml"), compress_to_fp16=False)
-        for written in staging.iterdir():
-            with open(written, "rb") as handle:
-                os.fsync(handle.fileno())
-        os.replace(staging, folder)
-    except OSError:
-        if not (folder / "unet.xml").is_file():  # another process may have won the race: its graph is as good
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    save_atomically(lambda staging: openvino.save_model(quantized, str(staging / "unet.xml"), compress_to_fp16=False),
+                    folder)
     return folder / "unet.xml"
 
 

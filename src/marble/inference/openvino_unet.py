@@ -5,7 +5,8 @@ choice to it); "fp32" asks for full precision. Same content-addressed ONNX cache
 
 Each input shape gets its own compiled graph with every dimension fixed: OpenVINO then plans its
 memory and picks kernels for that shape, which measured 25-30% faster than the dynamic-batch graph
-at batch 1, 16 and 32 (docs/performance.md). A compile takes about a second; the context length is
+at batch 1, 16 and 32 (a side-by-side timing of the two graphs on the AMD machine, session 8; the
+suite in docs/performance.md times only this one). A compile takes about a second; the context length is
 fixed by the tokenizer's padding, so a shape is a batch size, and few are ever seen.
 """
 

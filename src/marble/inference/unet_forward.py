@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Protocol, Tuple
+from typing import Callable, Protocol
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -55,7 +55,7 @@ def onnx_ready(unet: torch.nn.Module) -> bool:
 
 
 def make_unet_forward(unet: torch.nn.Module, options: InferenceOptions, cache_dir: Path | None,
-                      calibration: Tuple[list[str], Callable[[], list]] | None = None) -> UNetForward:
+                      calibration: tuple[list[str], Callable[[], list]] | None = None) -> UNetForward:
     """The runner for `options`; the ONNX one exports `unet` into `cache_dir` on its first call. `calibration`
     gives precision int8 its prompts and a function that gathers U-Net feeds by sampling them (once, if ever)."""
     options.validate()
