@@ -208,8 +208,10 @@ METHOD = [
     "`onnx` runs the U-Net exported once with `torch.onnx.export` in ONNX Runtime's CPU execution provider "
     "(fp32); `openvino` compiles that graph with OpenVINO for each batch size (precision its choice: bf16 on "
     "CPUs with AMX or AVX-512 BF16), `openvino-fp32` asks it for fp32, `openvino-int8` runs it quantized by NNCF "
-    "(its one-off calibration and quantization count as its compile time); `compile` is `torch.compile` (inductor). The text encoder and the decoder stay fp32 eager; Marble's "
-    "prompt-context cache is warm after the first call, diffusers encodes the prompt every call.",
+    "(its one-off calibration and quantization count as its compile time); `compile` is `torch.compile` (inductor). "
+    "On the `onnx` and `openvino` paths the decoder runs its own exported graph in the same engine and precision "
+    "(int8: bf16), and OpenVINO splits an even batch over two streams; elsewhere the decoder stays fp32 eager, and "
+    "the text encoder always does. Marble's prompt-context cache is warm after the first call, diffusers encodes the prompt every call.",
     "- Training: both loops train the same freshly initialised U-Net configuration on the same images and batch "
     "size; Marble's loop is `train_stage` with the run's own settings (bf16 autocast, fused AdamW, EMA), "
     "the diffusers-style loop follows `train_text_to_image.py` (VAE and text encoder every step, fp32, AdamW, "

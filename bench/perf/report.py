@@ -255,10 +255,10 @@ def analysis_lines(results: dict) -> list[str]:
     if default in profile:
         found = profile[default]
         unet = _share(found, lambda op: op.startswith("unet ("))
-        convolution = _share(found, lambda op: "conv" in op)
+        decoder = _share(found, lambda op: op.startswith("decoder (") or "conv" in op)
         lines.append(f"- Sampling on the default path (batch {found['batch']}): the U-Net's graph runtime is "
-                     f"{unet:.0%} of the self CPU time; the decoder's convolutions (the only aten convolutions "
-                     f"left on this path) {convolution:.0%}; the rest is the scheduler, text encoder and tensor "
+                     f"{unet:.0%} of the self CPU time; the decoder (its exported graph, or aten convolutions where "
+                     f"it runs eagerly) {decoder:.0%}; the rest is the scheduler, text encoder and tensor "
                      "glue. " + ("The U-Net's speed is what sets the sampling ratio." if unet >= 0.5 else
                                  "The decoder, run once per image, is a large share at these few steps."))
     if "fp32" in profile:

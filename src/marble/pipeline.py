@@ -24,6 +24,7 @@ from marble.errors import MarbleError
 from marble.inference.context_cache import ContextCache
 from marble.inference.calibration import (CALIBRATION_GUIDANCE, CALIBRATION_IMAGES, CALIBRATION_STEPS,
                                           read_calibration_prompts)
+from marble.inference.onnx_decoder import make_decoder
 from marble.inference.options import EXACT, InferenceOptions
 from marble.inference.unet_forward import UNetForward, make_unet_forward, onnx_ready
 from marble.layout import RunLayout
@@ -107,6 +108,7 @@ class MarblePipeline:
         self.options, self.cache_dir = options, cache_dir  # cache_dir: where backend onnx keeps its export
         self._unet_forward: UNetForward | None = None
         self._unet_forward_key: tuple | None = None
+        self._decoder, self._decoder_vae = None, None
         self.context_cache = ContextCache(text_encoder)
         self.calibration_prompts = list(calibration_prompts)  # what precision int8 samples to calibrate on
 
@@ -132,7 +134,13 @@ class MarblePipeline:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents (n, C, h, w) → uint8 images (n, 3, H, W)."""
-        return model_to_images(self.vae.decode(latents / self.vae.config.scaling_factor).sample)
+        return model_to_images(self.decoder()(latents / self.vae.config.scaling_factor))
+
+    def decoder(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The decoder as self.options say (eager, or the exported graph); rebuilt if self.vae was replaced."""
+        if self._decoder is None or self._decoder_vae is not self.vae:
+            self._decoder, self._decoder_vae = make_decoder(self.vae, self.options, self.cache_dir), self.vae
+        return self._decoder
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

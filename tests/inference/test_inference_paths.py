@@ -22,24 +22,30 @@ def level_differences(options: InferenceOptions, run, reference: torch.Tensor) -
     return (images.int() - reference.int()).abs().float()
 
 
-@pytest.mark.parametrize("options", [InferenceOptions(channels_last=True), InferenceOptions(backend="onnx")],
-                         ids=["channels_last", "onnx"])
+@pytest.mark.parametrize("options", [InferenceOptions(channels_last=True), InferenceOptions(backend="onnx"),
+                                     InferenceOptions(backend="openvino", precision="fp32")],
+                         ids=["channels_last", "onnx", "openvino-fp32"])
 def test_fp32_paths_match_to_one_level(tiny_run, exact_images, options, tmp_path, monkeypatch):
-    if options.backend == "onnx":
-        pytest.importorskip("onnxruntime")
+    # onnx and openvino run the decoder's exported graph too, and openvino splits the guided U-Net batch
+    # of 16 into two streams of 8.
+    pytest.importorskip({"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}[options.backend])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     # Same fp32 arithmetic in another summation order: ~1e-6 relative, which can flip a pixel's
     # rounding to uint8 by one level and never more.
     assert level_differences(options, tiny_run, exact_images).max() <= 1
 
 
-@pytest.mark.parametrize("precision", ["bf16", "auto"])
-def test_bf16_paths_stay_within_a_few_levels(tiny_run, exact_images, precision):
+@pytest.mark.parametrize("options", [InferenceOptions(precision="bf16"), InferenceOptions(precision="auto"), FASTEST],
+                         ids=["bf16", "auto", "default-openvino"])
+def test_bf16_paths_stay_within_a_few_levels(tiny_run, exact_images, options, tmp_path, monkeypatch):
     # bf16 keeps 8 significant bits (relative error 2^-9 per rounding), and guidance 3 amplifies the
     # ε difference 3×. Measured on this tiny model over seeds 0-2: at most 2 levels, mean 0.17; the
     # bounds allow 3× that for other CPUs' bf16 kernels. A fp32 mistake (wrong weights, no guidance)
     # moves pixels by tens of levels. (The reference model moves up to ~15 levels: docs/performance.md.)
-    differences = level_differences(InferenceOptions(precision=precision), tiny_run, exact_images)
+    if options.backend == "openvino":
+        pytest.importorskip("openvino")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    differences = level_differences(options, tiny_run, exact_images)
     assert differences.max() <= 6
     assert differences.mean() <= 0.5
     assert differences.max() > 0  # it really ran in bf16: the same pixels would mean autocast was off

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from marble.errors import MarbleError
-from marble.inference.openvino_unet import OpenVinoEngine, _openvino
+from marble.inference.openvino_engine import OpenVinoEngine, _openvino
 from marble.training.artifacts import save_atomically
 
 Feeds = list[dict[str, np.ndarray]]
@@ -69,7 +69,7 @@ def quantize_graph(onnx_path: Path, feeds: Feeds, folder: Path) -> Path:
 class Int8Engine:
     """OpenVINO running the int8 graph; `calibration()` supplies the feeds when the graph must be built."""
 
-    label = "unet (openvino int8)"
+    label = "openvino int8"
 
     def __init__(self, prompts: list[str], calibration: Callable[[], Feeds]):
         if not prompts:

@@ -60,10 +60,10 @@ def make_unet_forward(unet: torch.nn.Module, options: InferenceOptions, cache_di
     gives precision int8 its prompts and a function that gathers U-Net feeds by sampling them (once, if ever)."""
     options.validate()
     if options.backend in ("onnx", "openvino") and onnx_ready(unet):
+        from marble.inference.exported_graph import float_engine
         from marble.inference.onnx_unet import OnnxUNetForward
-        from marble.inference.openvino_unet import OpenVinoEngine
 
-        engine = OpenVinoEngine(options.precision) if options.backend == "openvino" else None
+        engine = float_engine(options.backend, options.precision)
         if options.precision == "int8":
             from marble.inference.int8_unet import Int8Engine
 
