@@ -18,14 +18,18 @@ class EMA:
     @torch.no_grad()
     def update(self, module: torch.nn.Module, step: int) -> None:
         d = self.decay_at(step)
-        for key, value in module.state_dict().items():
+        shadows, values = [], []
+        for key, value in module.state_dict(keep_vars=True).items():
             if self.shadow[key].device != value.device:  # the module moved to a GPU after the shadow was made
                 self.shadow[key] = self.shadow[key].to(value.device)
-            shadow = self.shadow[key]
             if value.dtype.is_floating_point:
-                shadow.mul_(d).add_(value.detach().float(), alpha=1 - d)
+                shadows.append(self.shadow[key])
+                values.append(value.detach().float())
             else:
-                shadow.copy_(value)
+                self.shadow[key].copy_(value)
+        # shadow + (1-d)(θ - shadow) in one multi-tensor op: a per-tensor mul_ and add_ over the U-Net's 324
+        # tensors took 6.1 ms a step, this 2.3 ms (AMD machine, session 9).
+        torch._foreach_lerp_(shadows, values, 1 - d)
 
     def copy_to(self, module: torch.nn.Module) -> None:
         module.load_state_dict({k: v.to(module.state_dict()[k].dtype) for k, v in self.shadow.items()})
