@@ -166,12 +166,12 @@ def _unet_ms(unet: dict, batch: str, name: str) -> float | None:
 
 
 PATH_NOTES = {
-    "onnx": "the U-Net exported once to `RUN/cache/unet-<weights hash>.onnx` and run by ONNX Runtime in fp32: "
-            "the same images as diffusers to rounding",
-    "openvino": "the same exported graph compiled by OpenVINO's CPU plugin once per batch size (static shapes), "
-                "with its own precision choice (bf16 on CPUs with AMX or AVX-512 BF16, fp32 elsewhere); its FD and "
-                "CLIP score at N = 1000 equal the fp32 path's within run-to-run noise (measured on the AMX machine, before static "
-                "shapes; [evaluation.md](evaluation.md))",
+    "onnx": "the U-Net and the decoder exported once to `RUN/cache/<unet|decoder>-<weights hash>.onnx` and run by "
+            "ONNX Runtime in fp32: the same images as diffusers to rounding",
+    "openvino": "the same exported graphs compiled by OpenVINO's CPU plugin once per batch size (static shapes), "
+                "an even batch split over two streams, with OpenVINO's own precision choice (bf16 on CPUs with AMX or "
+                "AVX-512 BF16, fp32 elsewhere); its FD and CLIP score at N = 1000 equal the eager-decoder path's "
+                "within run-to-run noise, which equalled the fp32 path's ([evaluation.md](evaluation.md))",
     "openvino-fp32": "the exported graph in OpenVINO, fp32 asked for",
     "openvino-int8": "that graph quantized to int8 by NNCF, calibrated by sampling the run's 16 calibration prompts "
                      "(the input and output convolutions and the time embedding stay float); not the default: "
