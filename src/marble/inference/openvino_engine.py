@@ -87,7 +87,7 @@ class StaticShapeRunner:
 
 
 class OpenVinoEngine:
-    """OpenVINO's CPU plugin, tuned for the latency of one call at a time."""
+    """OpenVINO's CPU plugin: one call at a time, its batch split over streams where it divides evenly."""
 
     label = "openvino"
 
