@@ -11,7 +11,8 @@ import torch
 
 from marble.errors import MarbleError
 from marble.finetune.lora import weights_fingerprint
-from marble.inference.onnx_unet import OnnxUNetForward, writable_or_default
+from marble.inference.exported_graph import writable_or_default
+from marble.inference.onnx_unet import OnnxUNetForward
 from marble.inference.options import InferenceOptions
 from marble.pipeline import GenerationRequest, MarblePipeline
 

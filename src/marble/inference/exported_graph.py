@@ -105,7 +105,7 @@ class ExportedGraph:
         self.cache_dir = writable_or_default(cache_dir)
         self.setup_seconds = 0.0  # export and engine set-up, when they happen
         self._run = None
-        self._exported_state: list | None = None
+        self._exported_state: tuple | None = None
 
     def onnx_path(self) -> Path:
         # The graph also depends on the exporter, so the torch version is part of the name.

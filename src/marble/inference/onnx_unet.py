@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marble.inference.exported_graph import ExportedGraph, GraphSpec, OnnxRuntimeEngine, writable_or_default  # noqa: F401
+from marble.inference.exported_graph import ExportedGraph, GraphSpec, OnnxRuntimeEngine
 
 
 class _Positional(torch.nn.Module):
