@@ -59,3 +59,33 @@ def tiny_run(tmp_path_factory, synthetic_dataset) -> Path:
     train_stages(["text", "autoencoder", "unet"], preset("tiny"), synthetic_dataset, run, progress=False,
                  report=lambda line: None)
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_pooled_run(tmp_path_factory, tiny_run) -> Path:
+    """`tiny_run` with its U-Net given the pooled-text path (`unet.pooled_text_heads`), that path's last
+    layer norm drawn at random so it really moves the output (training would start it at zero)."""
+    import dataclasses
+    import shutil
+
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from marble.config import preset
+    from marble.generators.unet import build_unet
+    from marble.layout import RunLayout
+    from marble.training.init_from import load_initial_weights
+
+    run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("runs") / "tiny-pooled")
+    layout = RunLayout(run)
+    plain = UNet2DConditionModel.from_pretrained(layout.unet)
+    torch.manual_seed(5)
+    config = dataclasses.replace(preset("tiny").unet, pooled_text_heads=2)
+    pooled = build_unet(config, plain.config.in_channels, plain.config.sample_size, plain.config.cross_attention_dim)
+    load_initial_weights(pooled, UNet2DConditionModel, layout.unet, new_parts=("add_embedding.",))
+    with torch.no_grad():
+        pooled.add_embedding.norm2.weight.normal_(0, 1.0)
+        pooled.add_embedding.norm2.bias.normal_(0, 0.5)
+    shutil.rmtree(layout.unet)
+    pooled.save_pretrained(layout.unet)
+    return run

@@ -103,6 +103,10 @@ class UNetConfig:
     norm_num_groups: int = 32
     # Attention only at 8x8 and 4x4: keeps a training step near 1.2 s at batch 64 on two cores.
     cross_attention_blocks: tuple[bool, ...] = (False, True, True)
+    # > 0: an attention-pooled summary of the text (this many heads) is added to the time-step
+    # embedding (diffusers' addition_embed_type="text", as in Imagen and DeepFloyd IF), so every
+    # ResNet block, not only the cross-attention ones, is told which emoji the prompt names.
+    pooled_text_heads: int = 0
     prediction_type: str = "epsilon"  # "epsilon" | "v_prediction"
     min_snr_gamma: float = 5.0  # 0 disables min-SNR loss weighting
     caption_dropout: float = 0.1

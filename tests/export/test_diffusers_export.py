@@ -26,10 +26,21 @@ def test_folder_has_the_stable_diffusion_layout_and_no_pickle(exported):
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "euler-a", "dpm++"])
 def test_diffusers_images_equal_marble_images(tiny_run, exported, sampler, monkeypatch):
+    assert_diffusers_draws_as_marble(tiny_run, exported, sampler, monkeypatch)
+
+
+def test_a_unet_with_the_pooled_text_path_exports_too(tiny_pooled_run, tmp_path, monkeypatch):
+    # diffusers' StableDiffusionPipeline passes only the text states; the U-Net pools them itself.
+    exported = export_diffusers(tiny_pooled_run, tmp_path / "sd")
+    assert json.loads((exported / "unet" / "config.json").read_text())["addition_embed_type"] == "text"
+    assert_diffusers_draws_as_marble(tiny_pooled_run, exported, "dpm++", monkeypatch)
+
+
+def assert_diffusers_draws_as_marble(run, exported, sampler, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     request = GenerationRequest("red circle", negative_prompt="blue", steps=5, guidance=3.0, sampler=sampler,
                                 seed=11, num_images=2)
-    ours = MarblePipeline.load(tiny_run).generate(request).images.permute(0, 2, 3, 1).numpy() / 255.0
+    ours = MarblePipeline.load(run).generate(request).images.permute(0, 2, 3, 1).numpy() / 255.0
 
     theirs_pipeline = StableDiffusionPipeline.from_pretrained(exported, local_files_only=True)
     theirs_pipeline.scheduler = make_scheduler(sampler, dict(theirs_pipeline.scheduler.config))

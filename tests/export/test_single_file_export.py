@@ -96,6 +96,8 @@ def test_refuses_what_the_layout_cannot_hold(tiny_run, tmp_path, capsys):
         ldm_text_encoder(MiniLMTextEncoder().bert)
     with pytest.raises(MarbleError, match="no name for"):  # class embeddings: SD v1 has none
         ldm_unet(sd_v1_shaped_unet(num_class_embeds=3))
+    with pytest.raises(MarbleError, match="no name for .add_embedding"):  # unet.pooled_text_heads: nor this
+        ldm_unet(sd_v1_shaped_unet(addition_embed_type="text", addition_embed_type_num_heads=2))
     with pytest.raises(MarbleError, match="one layers_per_block"):
         ldm_unet(sd_v1_shaped_unet(layers_per_block=(1, 2, 2, 2)))
     weights = {"conv_in.weight": torch.ones(1)}

@@ -51,6 +51,17 @@ def test_onnx_output_equals_eager_at_any_batch(tiny_run, tmp_path):
         torch.testing.assert_close(forward(sample, t, context), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_the_pooled_text_path_exports_as_eager_runs_it(tiny_pooled_run, tmp_path, engine):
+    from marble.inference.openvino_engine import OpenVinoEngine
+
+    pytest.importorskip(engine)
+    unet = MarblePipeline.load(tiny_pooled_run).unet
+    forward = OnnxUNetForward(unet, tmp_path, OpenVinoEngine("fp32") if engine == "openvino" else None)
+    for sample, t, context, expected in eager_cases(unet):
+        torch.testing.assert_close(forward(sample, t, context), expected, rtol=1e-4, atol=1e-5)
+
+
 def eager_cases(unet):
     """(sample, t, context, eager output) at batch 1 and 5: the graph is traced at batch 2, so the batch
     axis must be dynamic."""

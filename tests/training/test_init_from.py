@@ -53,3 +53,22 @@ def test_init_from_names_the_reference_a_run_or_a_model_folder(tmp_path):
     (tmp_path / "run" / "unet" / "model").mkdir(parents=True)
     assert model_folder(str(tmp_path / "run"), unet_of) == tmp_path / "run" / "unet" / "model"
     assert model_folder(str(tmp_path / "elsewhere"), unet_of) == tmp_path / "elsewhere"
+
+
+def test_a_unet_continued_with_the_pooled_text_path_starts_as_the_saved_one(tmp_path):
+    source = tiny_unet(seed=1).eval()
+    source.save_pretrained(tmp_path / "unet")
+    target = tiny_unet(seed=2, pooled_text_heads=2).eval()
+    load_initial_weights(target, UNet2DConditionModel, tmp_path / "unet", new_parts=("add_embedding.",))
+    x, t, context = torch.randn(2, 2, 8, 8), torch.tensor([3, 900]), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x, t, context).sample, source(x, t, context).sample, atol=0, rtol=0)
+
+
+def test_new_parts_admit_only_the_parts_named(tmp_path):
+    tiny_unet(seed=1).save_pretrained(tmp_path / "unet")
+    with pytest.raises(MarbleError, match="does not match this run's config"):  # not named: still an error
+        load_initial_weights(tiny_unet(seed=2, pooled_text_heads=2), UNet2DConditionModel, tmp_path / "unet")
+    tiny_unet(seed=1, pooled_text_heads=2).save_pretrained(tmp_path / "pooled")
+    with pytest.raises(MarbleError, match="does not match this run's config"):  # the saved model has more
+        load_initial_weights(tiny_unet(seed=2), UNet2DConditionModel, tmp_path / "pooled", new_parts=("add_embedding.",))

@@ -7,6 +7,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor
 
 from marble.config import UNetConfig
+from marble.errors import MarbleError
 
 
 def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, context_width: int) -> UNet2DConditionModel:
@@ -15,7 +16,7 @@ def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, conte
         raise ValueError("cross_attention_blocks needs one flag per entry of block_out_channels")
     down = tuple("CrossAttnDownBlock2D" if attend else "DownBlock2D" for attend in config.cross_attention_blocks)
     up = tuple("CrossAttnUpBlock2D" if attend else "UpBlock2D" for attend in reversed(config.cross_attention_blocks))
-    return UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         sample_size=latent_size,
         in_channels=latent_channels,
         out_channels=latent_channels,
@@ -26,7 +27,30 @@ def build_unet(config: UNetConfig, latent_channels: int, latent_size: int, conte
         attention_head_dim=config.attention_head_dim,
         norm_num_groups=config.norm_num_groups,
         cross_attention_dim=context_width,
+        **pooled_text_settings(config.pooled_text_heads, context_width),
     )
+    if config.pooled_text_heads:
+        silence_pooled_text(unet)
+    return unet
+
+
+def pooled_text_settings(heads: int, context_width: int) -> dict:
+    """UNet2DConditionModel arguments for `unet.pooled_text_heads` (none when it is 0)."""
+    if heads < 0 or (heads and context_width % heads):
+        raise MarbleError(
+            f"unet.pooled_text_heads must be 0 (off) or divide the text width {context_width}, got {heads}"
+        )
+    return {"addition_embed_type": "text", "addition_embed_type_num_heads": heads} if heads else {}
+
+
+def silence_pooled_text(unet: UNet2DConditionModel) -> None:
+    """Zero the pooled-text path's last layer norm, so it adds nothing until training opens it.
+
+    Why: a U-Net continued from one without this path then starts as exactly that model, and a
+    fresh one starts as a plain U-Net, as adaLN-Zero starts DiT's conditioning at zero.
+    """
+    torch.nn.init.zeros_(unet.add_embedding.norm2.weight)
+    torch.nn.init.zeros_(unet.add_embedding.norm2.bias)
 
 
 def use_matmul_attention_on_cpu(unet: torch.nn.Module, device: torch.device) -> None:

@@ -31,17 +31,22 @@ def model_folder(init_from: str, in_run: Callable[[RunLayout], Path]) -> Path:
     return inside if init_from == "reference" or inside.is_dir() else Path(init_from)
 
 
-def load_initial_weights(target: torch.nn.Module, model_class, folder: Path):
+def load_initial_weights(target: torch.nn.Module, model_class, folder: Path, new_parts: tuple[str, ...] = ()):
     """Copy the weights of the `model_class` saved in `folder` into `target` (same architecture, any
-    float dtype); returns the saved model's config."""
+    float dtype); returns the saved model's config.
+
+    `new_parts`: name prefixes of modules `target` may add to the saved architecture; they keep the
+    init `target` gave them (which should make them a no-op, so training starts from the saved model).
+    """
     if not (folder / "config.json").is_file():
         raise MarbleError(f"no model to start from in {folder} (config.json missing)")
     saved = model_class.from_pretrained(folder)
     ours, theirs = target.state_dict(), saved.state_dict()
-    mismatched = sorted(k for k in ours.keys() | theirs.keys()
+    added = {k for k in ours.keys() - theirs.keys() if k.startswith(new_parts)} if new_parts else set()
+    mismatched = sorted(k for k in (ours.keys() - added) | theirs.keys()
                         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
     if mismatched:
         raise MarbleError(f"the model in {folder} does not match this run's config ({len(mismatched)} tensors "
                           f"differ, e.g. {mismatched[0]}); use the settings it was trained with")
-    target.load_state_dict({k: v.to(ours[k].dtype) for k, v in theirs.items()})
+    target.load_state_dict({k: v.to(ours[k].dtype) for k, v in theirs.items()}, strict=not added)
     return saved.config

@@ -165,7 +165,9 @@ def trainable_unet(config: RunConfig, inputs: UNetInputs) -> UNet2DConditionMode
     torch.manual_seed(config.unet.train.seed)
     unet = build_unet(config.unet, latent_channels, latent_size, inputs.contexts.shape[-1])
     if config.unet.init_from:  # a checkpoint of this run, if any, still wins: the loop resumes from it
-        load_initial_weights(unet, UNet2DConditionModel, model_folder(config.unet.init_from, lambda run: run.unet))
+        # A U-Net without the pooled-text path may be continued with it: the path starts silent.
+        load_initial_weights(unet, UNet2DConditionModel, model_folder(config.unet.init_from, lambda run: run.unet),
+                             new_parts=("add_embedding.",))
     use_matmul_attention_on_cpu(unet, PartialState().device)
     return unet
 
