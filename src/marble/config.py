@@ -135,7 +135,9 @@ class RunConfig:
 
 
 def emoji_preset() -> RunConfig:
-    return RunConfig()
+    # The pooled-text path since session 10: the shipped model has it (docs/reference-model.md), so a
+    # run continued from it (`unet.init_from=reference`) needs the same architecture.
+    return RunConfig(unet=UNetConfig(pooled_text_heads=4))
 
 
 def tiny_preset() -> RunConfig:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from marble.config import RunConfig, TrainConfig, load_json, save_json
+from marble.config import RunConfig, TrainConfig, load_json, save_json, to_dict
 from marble.errors import MarbleError
 from marble.layout import RunLayout
 from marble.training.artifacts import write_json
@@ -42,6 +42,20 @@ def only_trains_longer(saved: RunConfig, config: RunConfig) -> bool:
     return same_steps == config
 
 
+def setting_differences(saved: RunConfig, config: RunConfig, limit: int = 3) -> list[str]:
+    """'unet.pooled_text_heads: run 0, now 4' for the first `limit` settings that differ."""
+    def flat(tree: dict, prefix: str = "") -> dict:
+        items = {}
+        for key, value in tree.items():
+            items.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+        return items
+
+    old, new = flat(to_dict(saved)), flat(to_dict(config))
+    keys = [key for key in old if old[key] != new.get(key)]
+    shown = [f"{key}: run {old[key]}, now {new.get(key)}" for key in keys[:limit]]
+    return shown + ([f"and {len(keys) - limit} more"] if len(keys) > limit else [])
+
+
 def open_run(run_dir: Path, config: RunConfig) -> RunLayout:
     """Create the run folder, or check that an existing one was started with the same config.
 
@@ -49,9 +63,11 @@ def open_run(run_dir: Path, config: RunConfig) -> RunLayout:
     learning-rate schedule stretched to the new length.
     """
     layout = RunLayout(Path(run_dir))
-    if layout.run_config.exists() and not only_trains_longer(load_json(RunConfig, layout.run_config), config):
-        raise MarbleError(f"{run_dir} was started with a different configuration ({layout.run_config}); "
-                          "use a new --run folder or the same options (only step counts may grow)")
+    saved = load_json(RunConfig, layout.run_config) if layout.run_config.exists() else None
+    if saved is not None and not only_trains_longer(saved, config):
+        raise MarbleError(f"{run_dir} was started with a different configuration ({layout.run_config}: "
+                          f"{'; '.join(setting_differences(saved, config))}); use a new --run folder or "
+                          "the same options (only step counts may grow; --set KEY=VALUE gives the run's value)")
 
     def write() -> None:
         layout.root.mkdir(parents=True, exist_ok=True)
