@@ -83,6 +83,9 @@ class AutoencoderConfig:
     latent_channels: int = 4
     norm_num_groups: int = 32
     kl_weight: float = 1e-6
+    # The L1 weight of each of the four corner pixels, the others weighing 1 (zero padding makes the
+    # corners a convolutional decoder's worst pixels; see autoencoder/loss.py). 1: a plain mean.
+    corner_weight: float = 1.0
     gan_weight: float = 0.0  # 0 disables the patch-GAN loss
     gan_start_step: int = 2000
     init_from: str = ""  # start from this autoencoder: a run folder, a model folder, or "reference"

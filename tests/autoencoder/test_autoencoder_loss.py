@@ -4,6 +4,7 @@ import torch
 from marble.autoencoder.loss import (
     PatchDiscriminator,
     generator_adversarial_loss,
+    corner_weighted_l1,
     hinge_discriminator_loss,
     reconstruction_loss,
 )
@@ -46,6 +47,27 @@ def test_loss_is_l1_plus_per_element_kl():
     posterior = autoencoder.encode(images).latent_dist
     assert logs["kl"] == pytest.approx(posterior.kl().mean().item() / (3 * 16 * 16), rel=1e-4)
     assert logs["loss"] == pytest.approx(logs["l1"] + 0.5 * logs["kl"], rel=1e-5)
+
+
+def test_corner_weighted_l1_golden_values():
+    error = torch.zeros(1, 1, 4, 4)
+    error[0, 0, 0, 0] = 2.0  # a corner: weight 3 of a total 12 + 4 * 3 = 24
+    error[0, 0, 1, 2] = 4.0  # an inner pixel: weight 1
+    assert corner_weighted_l1(error, 3.0).item() == pytest.approx((3 * 2.0 + 4.0) / 24)
+    assert corner_weighted_l1(error, 1.0).item() == pytest.approx(error.mean().item())
+
+
+def test_corner_weight_changes_the_loss_not_the_logged_l1():
+    torch.manual_seed(0)
+    autoencoder = build_autoencoder(preset("tiny").autoencoder, image_size=16)
+    images = tiny_images()
+    noise = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    plain_loss, plain_logs, reconstruction = reconstruction_loss(autoencoder, images, noise, 0.0)
+    weighted_loss, weighted_logs, _ = reconstruction_loss(autoencoder, images, noise, 0.0, corner_weight=50.0)
+    error = (reconstruction - images).abs()
+    assert weighted_logs["l1"] == pytest.approx(plain_logs["l1"])
+    assert weighted_loss.item() == pytest.approx(corner_weighted_l1(error, 50.0).item(), rel=1e-5)
+    assert weighted_loss.item() != pytest.approx(plain_loss.item(), rel=1e-3)
 
 
 def test_loss_decreases_with_a_few_adamw_steps():

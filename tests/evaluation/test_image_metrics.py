@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from marble.errors import MarbleError
-from marble.evaluation.image_metrics import mean_psnr, psnr, ssim
+from marble.evaluation.image_metrics import corner_error, mean_psnr, psnr, ssim
 
 
 def test_psnr_golden_values():
@@ -27,12 +27,25 @@ def test_psnr_does_not_wrap_around_in_uint8():
     assert psnr(b, a).item() == pytest.approx(0.0)
 
 
+def test_corner_error_reads_only_the_four_corner_pixels():
+    a = torch.full((2, 3, 5, 5), 200, dtype=torch.uint8)
+    b = a.clone()
+    b[0, :, 1:-1, :] = 0  # every pixel but the top and bottom rows: no corner touched
+    b[0, :, 0, 1:-1] = 0  # the top row between its corners
+    b[1, 0, 0, 0] = 80  # one channel of one corner: 120 / (3 channels x 4 corners)
+    b[1, :, -1, -1] = 210  # all channels of another: 3 x 10 / 12
+    assert corner_error(a, b).tolist() == [0.0, pytest.approx((120 + 30) / 12)]
+    assert corner_error(b, a).tolist() == corner_error(a, b).tolist()  # no uint8 wrap-around
+
+
 def test_bad_inputs_are_marble_errors():
     a = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
     with pytest.raises(MarbleError, match="uint8"):
         psnr(a, a.float())
     with pytest.raises(MarbleError, match="shape"):
         psnr(a, a[..., :3])
+    with pytest.raises(MarbleError, match="corner_error expects uint8"):
+        corner_error(a, a.float())
 
 
 def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,6 +21,7 @@ def test_patch_gan_joins_after_its_warm_up_and_the_stage_reports_psnr(synthetic_
     assert "discriminator/loss" not in log[0] and "autoencoder/adversarial" not in log[0]  # step 1: warm-up
     assert "discriminator/loss" in log[-1] and "autoencoder/adversarial" in log[-1]
     assert summary["holdout_psnr_db"] > 0 and summary["latent_scale"] > 0
+    assert 0 < summary["holdout_corner_error"] < 255  # a 4-step autoencoder reconstructs no corner exactly
     assert (tmp_path / "autoencoder" / "model" / "config.json").exists()
     assert json.loads((tmp_path / "autoencoder" / "model" / "config.json").read_text())["scaling_factor"] == summary["latent_scale"]
 
@@ -66,4 +67,12 @@ def test_decoder_only_without_a_model_to_keep_is_a_clear_error(synthetic_dataset
     config = _autoencoder_config(decoder_only=True)
     data = load_training_data(synthetic_dataset, config.data, progress=False)
     with pytest.raises(MarbleError, match="decoder_only needs autoencoder.init_from"):
+        train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)
+
+
+@pytest.mark.parametrize("weight", [0.0, -2.0, float("nan"), float("inf")])
+def test_a_corner_weight_that_is_not_a_positive_number_is_a_clear_error(synthetic_dataset, tmp_path, weight):
+    config = _autoencoder_config(corner_weight=weight)
+    data = load_training_data(synthetic_dataset, config.data, progress=False)
+    with pytest.raises(MarbleError, match="corner_weight must be a positive number"):
         train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)

@@ -11,21 +11,38 @@ from torch import Tensor, nn
 
 
 def reconstruction_loss(
-    autoencoder: AutoencoderKL, images: Tensor, noise: Tensor, kl_weight: float
+    autoencoder: AutoencoderKL, images: Tensor, noise: Tensor, kl_weight: float, corner_weight: float = 1.0
 ) -> tuple[Tensor, dict[str, float], Tensor]:
-    """L1(x, D(z)) + kl_weight·KL(q(z|x) ‖ N(0, I)), z = μ + σ·noise; images float (N, 3, H, W) in [−1, 1]."""
+    """L1(x, D(z)) + kl_weight·KL(q(z|x) ‖ N(0, I)), z = μ + σ·noise; images float (N, 3, H, W) in [−1, 1].
+
+    The L1 counts the four corner pixels `corner_weight` times (see `corner_weighted_l1`); the logged
+    "l1" is always the plain mean, comparable across runs.
+    """
     posterior = autoencoder.encode(images).latent_dist
     # The caller draws the noise (N, C, h, w): training draws it per sample, so runs resume exactly.
     latents = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
     reconstruction = autoencoder.decode(latents).sample  # (N, 3, H, W)
-    l1 = (reconstruction.float() - images.float()).abs().mean()
+    error = (reconstruction.float() - images.float()).abs()
+    l1 = error.mean()
     # LDM sums both terms per sample; L1 here is a mean per pixel value, so the KL (summed over
     # latent elements, averaged over the batch) is divided by pixel values per sample too. The
     # ratio of the two terms, and hence kl_weight (1e-6 in LDM), keeps LDM's meaning.
     kl = posterior.kl().float().mean() / images[0].numel()
-    loss = l1 + kl_weight * kl
+    loss = (l1 if corner_weight == 1.0 else corner_weighted_l1(error, corner_weight)) + kl_weight * kl
     logs = {"loss": loss.item(), "l1": l1.item(), "kl": kl.item()}
     return loss, logs, reconstruction
+
+
+def corner_weighted_l1(error: Tensor, corner_weight: float) -> Tensor:
+    """Weighted mean of |error| (N, C, H, W) in which each of the four corner pixels weighs `corner_weight`, the rest 1.
+
+    Why: with zero padding, every convolution sees the corners through the most padding, and a plain
+    mean gives 4 of H·W pixels too little pull to undo that: a longer plain decoder fine-tune raised
+    held-out PSNR but left the corner error where it was (docs/reference-model.md).
+    """
+    weights = torch.ones(error.shape[-2:], device=error.device)
+    weights[[0, 0, -1, -1], [0, -1, 0, -1]] = corner_weight
+    return (error * weights).mean() / weights.mean()
 
 
 class PatchDiscriminator(nn.Module):

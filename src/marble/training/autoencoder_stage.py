@@ -18,7 +18,7 @@ from marble.autoencoder.model import build_autoencoder, images_to_model, latent_
 from marble.autoencoder.preview import fit_latent_rgb
 from marble.config import RunConfig
 from marble.errors import MarbleError
-from marble.evaluation.image_metrics import psnr
+from marble.evaluation.image_metrics import corner_error, psnr
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically
 from marble.training.data import TrainingData
@@ -34,16 +34,18 @@ PREVIEW_FIT_IMAGES = 512
 class Reconstruction(torch.nn.Module):
     """encode → sample → decode → loss as one forward call, so that DDP sees the whole step."""
 
-    def __init__(self, autoencoder: AutoencoderKL, kl_weight: float):
+    def __init__(self, autoencoder: AutoencoderKL, kl_weight: float, corner_weight: float = 1.0):
         super().__init__()
-        self.autoencoder, self.kl_weight = autoencoder, kl_weight
+        self.autoencoder, self.kl_weight, self.corner_weight = autoencoder, kl_weight, corner_weight
 
     def forward(self, images: torch.Tensor, noise: torch.Tensor):
-        return reconstruction_loss(self.autoencoder, images, noise, self.kl_weight)
+        return reconstruction_loss(self.autoencoder, images, noise, self.kl_weight, self.corner_weight)
 
 
 def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: ImageFeed) -> Stage:
     settings = config.autoencoder
+    if not settings.corner_weight > 0 or settings.corner_weight == float("inf"):
+        raise MarbleError(f"autoencoder.corner_weight must be a positive number (1: no extra weight), got {settings.corner_weight}")
     shape = latent_shape(settings, config.data.image_size)
     discriminator = PatchDiscriminator() if settings.gan_weight > 0 else None
     judged: dict[str, torch.Tensor] = {}  # this step's real and reconstructed images, for the discriminator
@@ -63,7 +65,7 @@ def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: Ima
         return loss, {"loss": loss.item()}
 
     objectives = [Objective("autoencoder", autoencoder, autoencoder_loss,
-                            forward_module=Reconstruction(autoencoder, settings.kl_weight))]
+                            forward_module=Reconstruction(autoencoder, settings.kl_weight, settings.corner_weight))]
     if discriminator is not None:
         objectives.append(Objective("discriminator", discriminator, discriminator_loss, starts_at=settings.gan_start_step))
     return Stage("autoencoder", objectives, dataset_size=images.size, batches=images.batches)
@@ -124,6 +126,9 @@ def measure_and_save(autoencoder: AutoencoderKL, data: TrainingData, layout: Run
     autoencoder.register_to_config(scaling_factor=scale)
     save_pretrained_atomically(autoencoder, layout.autoencoder)
     layout.preview_map.write_text(json.dumps(fit_preview_map(autoencoder, train_images).tolist()))
-    holdout_psnr = psnr(holdout_images, reconstruct(autoencoder, holdout_images)).mean().item()
-    return dict(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2), holdout_images=len(holdout_images),
+    reconstructed = reconstruct(autoencoder, holdout_images)
+    holdout_psnr = psnr(holdout_images, reconstructed).mean().item()
+    holdout_corner = corner_error(holdout_images, reconstructed).mean().item()
+    return dict(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2),
+                holdout_corner_error=round(holdout_corner, 2), holdout_images=len(holdout_images),
                 parameters=sum(p.numel() for p in autoencoder.parameters()))
