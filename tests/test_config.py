@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from marble.config import RunConfig, UNetConfig, apply_override, from_dict, load_json, preset, save_json, to_dict
+from marble.config import AutoencoderConfig, RunConfig, UNetConfig, apply_override, from_dict, load_json, preset, save_json, to_dict
 
 
 @pytest.mark.parametrize("name", ["emoji", "tiny", "emoji4"])
@@ -49,7 +49,8 @@ def test_emoji4_preset_has_16x16_latents_at_128_px_and_leaves_emoji_alone():
     from marble.autoencoder.model import downsampling_factor, latent_shape
 
     emoji, emoji4 = preset("emoji"), preset("emoji4")
-    assert (emoji.data, emoji.autoencoder, emoji.unet) == (RunConfig().data, RunConfig().autoencoder, UNetConfig(pooled_text_heads=4))
+    assert (emoji.data, emoji.unet) == (RunConfig().data, UNetConfig(pooled_text_heads=4))
+    assert emoji.autoencoder == AutoencoderConfig(corner_weight=32.0) and emoji4.autoencoder.corner_weight == 32.0
     assert emoji4.data.image_size == 128 and downsampling_factor(emoji4.autoencoder) == 8
     assert latent_shape(emoji4.autoencoder, 128) == latent_shape(emoji.autoencoder, 64) == (4, 16, 16)
     assert 128 // emoji4.text.patch_size == 64 // emoji.text.patch_size  # same CLIP patch grid
