@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import Tensor, nn
 
+from marble.evaluation.image_metrics import CORNERS
+
 
 def reconstruction_loss(
     autoencoder: AutoencoderKL, images: Tensor, noise: Tensor, kl_weight: float, corner_weight: float = 1.0
@@ -28,6 +30,7 @@ def reconstruction_loss(
     # latent elements, averaged over the batch) is divided by pixel values per sample too. The
     # ratio of the two terms, and hence kl_weight (1e-6 in LDM), keeps LDM's meaning.
     kl = posterior.kl().float().mean() / images[0].numel()
+    # Weight 1 keeps the plain mean's exact arithmetic, so runs made before the weight existed resume bit for bit.
     loss = (l1 if corner_weight == 1.0 else corner_weighted_l1(error, corner_weight)) + kl_weight * kl
     logs = {"loss": loss.item(), "l1": l1.item(), "kl": kl.item()}
     return loss, logs, reconstruction
@@ -41,7 +44,7 @@ def corner_weighted_l1(error: Tensor, corner_weight: float) -> Tensor:
     held-out PSNR but left the corner error where it was (docs/reference-model.md).
     """
     weights = torch.ones(error.shape[-2:], device=error.device)
-    weights[[0, 0, -1, -1], [0, -1, 0, -1]] = corner_weight
+    weights[CORNERS] = corner_weight
     return (error * weights).mean() / weights.mean()
 
 

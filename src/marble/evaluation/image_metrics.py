@@ -13,6 +13,8 @@ PEAK = 255.0
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
+# (rows, columns) indexing the four corner pixels of an (..., H, W) tensor.
+CORNERS = ([0, 0, -1, -1], [0, -1, 0, -1])
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -46,8 +48,7 @@ def corner_error(a: Tensor, b: Tensor) -> Tensor:
     four corner pixels were its four worst positions on held-out images), a speck PSNR hides.
     """
     _check_pair(a, b, "corner_error")
-    rows, columns = [0, 0, -1, -1], [0, -1, 0, -1]
-    difference = a[..., rows, columns].double() - b[..., rows, columns].double()  # (N, C, 4)
+    difference = a[..., CORNERS[0], CORNERS[1]].double() - b[..., CORNERS[0], CORNERS[1]].double()  # (N, C, 4)
     return difference.abs().flatten(1).mean(dim=1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import torch
 from diffusers import AutoencoderKL
@@ -44,7 +45,7 @@ class Reconstruction(torch.nn.Module):
 
 def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: ImageFeed) -> Stage:
     settings = config.autoencoder
-    if not settings.corner_weight > 0 or settings.corner_weight == float("inf"):
+    if not (settings.corner_weight > 0 and math.isfinite(settings.corner_weight)):
         raise MarbleError(f"autoencoder.corner_weight must be a positive number (1: no extra weight), got {settings.corner_weight}")
     shape = latent_shape(settings, config.data.image_size)
     discriminator = PatchDiscriminator() if settings.gan_weight > 0 else None
