@@ -26,16 +26,19 @@ def test_overrides_parse_by_field_type():
     config = apply_override(config, "unet.train.steps=9")
     config = apply_override(config, "autoencoder.block_out_channels=8,16")
     config = apply_override(config, "unet.min_snr_gamma=0")
+    config = apply_override(config, "unet.block_out_channels=[16, 32]")  # brackets as JSON writes a list
     assert config.unet.prediction_type == "v_prediction"
     assert config.unet.train.steps == 9
     assert config.autoencoder.block_out_channels == (8, 16)
     assert config.unet.min_snr_gamma == 0.0
+    assert config.unet.block_out_channels == (16, 32)
     assert preset("tiny").unet.train.steps != 9  # presets are not mutated
 
 
 @pytest.mark.parametrize("bad, message", [
     ("unet.foo=1", "unet.foo: unknown key 'foo'"),
     ("unet.train.steps=abc", "cannot read 'abc' as int"),
+    ("unet.block_out_channels=32;64", "cannot read '32;64' as comma-separated int values"),
     ("nokey", "is not KEY=VALUE"),
     ("unet.train=3", "cannot be set"),
     ("unet.train.steps.x=1", "has no sub-keys"),

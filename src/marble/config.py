@@ -265,13 +265,21 @@ def _parse(hint, text: str, name: str):
                 raise ValueError(text)
             return text.lower() in ("true", "1")
         if typing.get_origin(hint) is tuple:
-            item = typing.get_args(hint)[0]
-            return tuple(_parse(item, part.strip(), name) for part in text.split(",") if part.strip())
+            item, inner = typing.get_args(hint)[0], text.strip()
+            if inner[:1] + inner[-1:] in ("[]", "()"):  # written as JSON or Python would write it
+                inner = inner[1:-1]
+            return tuple(_parse(item, part.strip(), name) for part in inner.split(",") if part.strip())
         if hint in (int, float, str):
             return hint(text)
     except ValueError:
-        raise ValueError(f"{name}: cannot read {text!r} as {getattr(hint, '__name__', hint)}") from None
+        raise ValueError(f"{name}: cannot read {text!r} as {_type_name(hint)}") from None
     raise ValueError(f"{name} cannot be set from the command line")
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"comma-separated {_type_name(typing.get_args(hint)[0])} values"
+    return getattr(hint, "__name__", str(hint))
 
 
 def replace_train(config, **changes):
