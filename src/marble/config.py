@@ -145,9 +145,8 @@ def emoji_preset() -> RunConfig:
     # U-Net batch 32 for 2,600 steps since session 14: the same time as 64 for 1,600 (a step costs 0.456 s
     # against 0.743 s here), and from scratch it gave FD EfficientNet 172.2 against 182.9, CLIP score 60.54
     # against 59.26 (docs/reference-model.md).
-    unet_train = dataclasses.replace(UNetConfig.train, steps=2600, batch_size=32)
     return RunConfig(autoencoder=AutoencoderConfig(corner_weight=32.0),
-                     unet=UNetConfig(pooled_text_heads=4, train=unet_train))
+                     unet=replace_train(UNetConfig(pooled_text_heads=4), steps=2600, batch_size=32))
 
 
 def tiny_preset() -> RunConfig:
@@ -188,7 +187,7 @@ def emoji4_preset() -> RunConfig:
             emoji.autoencoder, block_out_channels=(32, 64, 128, 128),
             train=dataclasses.replace(emoji.autoencoder.train, steps=2800),
         ),
-        unet=dataclasses.replace(emoji.unet, train=dataclasses.replace(emoji.unet.train, steps=4800, batch_size=64)),
+        unet=replace_train(emoji.unet, steps=4800, batch_size=64),
     )
 
 
