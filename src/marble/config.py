@@ -86,6 +86,9 @@ class AutoencoderConfig:
     # The L1 weight of each of the four corner pixels, the others weighing 1 (zero padding makes the
     # corners a convolutional decoder's worst pixels; see autoencoder/loss.py). 1: a plain mean.
     corner_weight: float = 1.0
+    # Weight of an extra L1 on the colour part of the error (its deviation from the channel mean; see
+    # autoencoder/loss.py chroma_l1), against coloured fringes at edges. 0: none.
+    chroma_weight: float = 0.0
     gan_weight: float = 0.0  # 0 disables the patch-GAN loss
     gan_start_step: int = 2000
     init_from: str = ""  # start from this autoencoder: a run folder, a model folder, or "reference"

@@ -3,6 +3,7 @@ import torch
 
 from marble.autoencoder.loss import (
     PatchDiscriminator,
+    chroma_l1,
     generator_adversarial_loss,
     corner_weighted_l1,
     hinge_discriminator_loss,
@@ -68,6 +69,25 @@ def test_corner_weight_changes_the_loss_not_the_logged_l1():
     assert weighted_logs["l1"] == pytest.approx(plain_logs["l1"])
     assert weighted_loss.item() == pytest.approx(corner_weighted_l1(error, 50.0).item(), rel=1e-5)
     assert weighted_loss.item() != pytest.approx(plain_loss.item(), rel=1e-3)
+
+
+def test_chroma_l1_golden_values():
+    difference = torch.zeros(1, 3, 1, 2)
+    difference[0, :, 0, 0] = 0.3  # grey: brighter in every channel alike, no colour error
+    difference[0, :, 0, 1] = torch.tensor([0.6, 0.0, 0.0])  # redder: deviations 0.4, −0.2, −0.2
+    assert chroma_l1(difference).item() == pytest.approx((0.4 + 0.2 + 0.2) / 6)
+
+
+def test_chroma_weight_adds_its_term_and_zero_leaves_the_loss_alone():
+    torch.manual_seed(0)
+    autoencoder = build_autoencoder(preset("tiny").autoencoder, image_size=16)
+    images = tiny_images()
+    noise = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    plain_loss, plain_logs, reconstruction = reconstruction_loss(autoencoder, images, noise, 0.0)
+    weighted_loss, weighted_logs, _ = reconstruction_loss(autoencoder, images, noise, 0.0, chroma_weight=2.0)
+    chroma = chroma_l1(reconstruction - images).item()
+    assert plain_logs["chroma"] == pytest.approx(chroma, rel=1e-5) and plain_loss.item() == pytest.approx(plain_logs["l1"])
+    assert weighted_loss.item() == pytest.approx(plain_loss.item() + 2.0 * chroma, rel=1e-5)
 
 
 def test_loss_decreases_with_a_few_adamw_steps():

@@ -165,7 +165,10 @@ def test_autoencoder_quality_on_the_held_out_split(report):
     assert metrics["holdout_fraction"] == 0.25 and metrics["num_images"] == 8
     assert finite(metrics["psnr_db"]) and -1 <= metrics["ssim"] <= 1
     assert 0 < metrics["corner_error"] < 255
-    assert f"corner pixels {metrics['corner_error']:.3g} levels" in (report[0] / "report.md").read_text()
+    assert 0 < metrics["edge_fringe"] < 255  # the shapes are drawn on white: their edges have background beside them
+    text = (report[0] / "report.md").read_text()
+    assert f"corner pixels {metrics['corner_error']:.3g} levels" in text
+    assert f"beside shapes) {metrics['edge_fringe']:.3g} levels" in text
     assert finite(metrics["fd"]["clip"]["fd"]) and finite(metrics["fd"]["clip"]["floor"])
 
 

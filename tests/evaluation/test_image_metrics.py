@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from marble.errors import MarbleError
-from marble.evaluation.image_metrics import corner_error, mean_psnr, psnr, ssim
+from marble.evaluation.image_metrics import corner_error, edge_fringe, mean_edge_fringe, mean_psnr, psnr, ssim
 
 
 def test_psnr_golden_values():
@@ -38,6 +38,27 @@ def test_corner_error_reads_only_the_four_corner_pixels():
     assert corner_error(b, a).tolist() == corner_error(a, b).tolist()  # no uint8 wrap-around
 
 
+def _rgb(image, row, column, colour):
+    image[:, row, column] = torch.tensor(colour, dtype=torch.uint8)
+
+
+def test_edge_fringe_golden_values():
+    real = torch.full((2, 3, 5, 5), 255, dtype=torch.uint8)
+    _rgb(real[0], 2, 2, (255, 0, 0))  # one red pixel: its four neighbours are the background beside it
+    _rgb(real[0], 3, 2, (240, 250, 245))  # still background (every channel > 235), chroma 10
+    reconstructed = real.clone()
+    _rgb(reconstructed[0], 1, 2, (255, 255, 200))  # beside, above: adds chroma 55
+    _rgb(reconstructed[0], 2, 1, (200, 255, 255))  # beside, left: adds 55
+    _rgb(reconstructed[0], 3, 2, (245, 245, 245))  # beside, below: chroma 10 → 0, which adds nothing
+    _rgb(reconstructed[0], 1, 1, (0, 255, 255))  # diagonal: not beside
+    _rgb(reconstructed[0], 2, 2, (0, 0, 255))  # the shape itself: not counted
+    values = edge_fringe(real, reconstructed)
+    assert values[0].item() == pytest.approx((55 + 55 + 0 + 0) / 4)
+    assert math.isnan(values[1].item())  # all background: no edge to measure
+    assert mean_edge_fringe(real, reconstructed) == pytest.approx(27.5)  # the image without edges left out
+    assert mean_edge_fringe(real[1:], reconstructed[1:]) is None
+
+
 def test_bad_inputs_are_marble_errors():
     a = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
     with pytest.raises(MarbleError, match="uint8"):
@@ -46,6 +67,8 @@ def test_bad_inputs_are_marble_errors():
         psnr(a, a[..., :3])
     with pytest.raises(MarbleError, match="corner_error expects uint8"):
         corner_error(a, a.float())
+    with pytest.raises(MarbleError, match="edge_fringe needs RGB"):
+        edge_fringe(a[:, :1], a[:, :1])
 
 
 def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -22,6 +22,7 @@ def test_patch_gan_joins_after_its_warm_up_and_the_stage_reports_psnr(synthetic_
     assert "discriminator/loss" in log[-1] and "autoencoder/adversarial" in log[-1]
     assert summary["holdout_psnr_db"] > 0 and summary["latent_scale"] > 0
     assert 0 < summary["holdout_corner_error"] < 255  # a 4-step autoencoder reconstructs no corner exactly
+    assert 0 < summary["holdout_edge_fringe"] < 255  # nor the white beside its shapes
     assert (tmp_path / "autoencoder" / "model" / "config.json").exists()
     assert json.loads((tmp_path / "autoencoder" / "model" / "config.json").read_text())["scaling_factor"] == summary["latent_scale"]
 
@@ -76,3 +77,20 @@ def test_a_corner_weight_that_is_not_a_positive_number_is_a_clear_error(syntheti
     data = load_training_data(synthetic_dataset, config.data, progress=False)
     with pytest.raises(MarbleError, match="corner_weight must be a positive number"):
         train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_a_chroma_weight_that_is_not_a_number_at_least_zero_is_a_clear_error(synthetic_dataset, tmp_path, weight):
+    config = _autoencoder_config(chroma_weight=weight)
+    data = load_training_data(synthetic_dataset, config.data, progress=False)
+    with pytest.raises(MarbleError, match="chroma_weight must be a number ≥ 0"):
+        train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)
+
+
+def test_the_chroma_term_is_logged_and_weighted_into_the_loss(synthetic_dataset, tmp_path):
+    config = _autoencoder_config(chroma_weight=3.0)
+    data = load_training_data(synthetic_dataset, config.data, progress=False)
+    train_autoencoder_stage(config, data, RunLayout(tmp_path), progress=False)
+    first = json.loads((tmp_path / "autoencoder" / "train_log.jsonl").read_text().splitlines()[0])
+    expected = first["autoencoder/l1"] + 3.0 * first["autoencoder/chroma"] + config.autoencoder.kl_weight * first["autoencoder/kl"]
+    assert first["autoencoder/chroma"] > 0 and first["autoencoder/loss"] == pytest.approx(expected, rel=1e-4)

@@ -13,12 +13,14 @@ from marble.evaluation.image_metrics import CORNERS
 
 
 def reconstruction_loss(
-    autoencoder: AutoencoderKL, images: Tensor, noise: Tensor, kl_weight: float, corner_weight: float = 1.0
+    autoencoder: AutoencoderKL, images: Tensor, noise: Tensor, kl_weight: float, corner_weight: float = 1.0,
+    chroma_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, float], Tensor]:
-    """L1(x, D(z)) + kl_weight·KL(q(z|x) ‖ N(0, I)), z = μ + σ·noise; images float (N, 3, H, W) in [−1, 1].
+    """L1(x, D(z)) + kl_weight·KL(q(z|x) ‖ N(0, I)) + chroma_weight·chroma L1, z = μ + σ·noise; images
+    float (N, 3, H, W) in [−1, 1].
 
     The L1 counts the four corner pixels `corner_weight` times (see `corner_weighted_l1`); the logged
-    "l1" is always the plain mean, comparable across runs.
+    "l1" is always the plain mean, comparable across runs, and "chroma" is `chroma_l1` whatever its weight.
     """
     posterior = autoencoder.encode(images).latent_dist
     # The caller draws the noise (N, C, h, w): training draws it per sample, so runs resume exactly.
@@ -32,8 +34,22 @@ def reconstruction_loss(
     kl = posterior.kl().float().mean() / images[0].numel()
     # Weight 1 keeps the plain mean's exact arithmetic, so runs made before the weight existed resume bit for bit.
     loss = (l1 if corner_weight == 1.0 else corner_weighted_l1(error, corner_weight)) + kl_weight * kl
-    logs = {"loss": loss.item(), "l1": l1.item(), "kl": kl.item()}
+    chroma = chroma_l1(reconstruction.float() - images.float())
+    if chroma_weight:  # 0 keeps the loss's exact arithmetic, so earlier runs resume bit for bit
+        loss = loss + chroma_weight * chroma
+    logs = {"loss": loss.item(), "l1": l1.item(), "kl": kl.item(), "chroma": chroma.item()}
     return loss, logs, reconstruction
+
+
+def chroma_l1(difference: Tensor) -> Tensor:
+    """Mean |difference − its mean over the colour channels|, of a signed (N, 3, H, W) difference: the part
+    of the error that changes a pixel's colour rather than its brightness.
+
+    Why: the decoder's errors at the edges of a shape differ from channel to channel, and a shape on
+    white then gets a coloured fringe (cyan beside red) that the eye sees far more than the same error
+    in grey; a plain L1 weighs the two alike (docs/reference-model.md, "The colour fringe").
+    """
+    return (difference - difference.mean(dim=1, keepdim=True)).abs().mean()
 
 
 def corner_weighted_l1(error: Tensor, corner_weight: float) -> Tensor:

@@ -1,4 +1,4 @@
-"""Pixel-space image metrics for autoencoder reconstructions: PSNR and SSIM."""
+"""Pixel-space image metrics for autoencoder reconstructions: PSNR, SSIM, corner error and colour fringe."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 # (rows, columns) indexing the four corner pixels of an (..., H, W) tensor.
 CORNERS = ([0, 0, -1, -1], [0, -1, 0, -1])
+# A pixel counts as background when every channel is above this (emoji are composited on white).
+BACKGROUND_LEVEL = 235
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -50,6 +52,39 @@ def corner_error(a: Tensor, b: Tensor) -> Tensor:
     _check_pair(a, b, "corner_error")
     difference = a[..., CORNERS[0], CORNERS[1]].double() - b[..., CORNERS[0], CORNERS[1]].double()  # (N, C, 4)
     return difference.abs().flatten(1).mean(dim=1)
+
+
+def edge_fringe(real: Tensor, reconstructed: Tensor) -> Tensor:
+    """Per-image colour fringe, in levels of 255, of uint8 RGB (N, 3, H, W) pairs: over the background
+    pixels of `real` that touch a shape (a 4-neighbour is not background), the mean chroma (max − min
+    channel) that `reconstructed` adds there; NaN for an image with no such pixel.
+
+    Why: the decoder draws coloured fringes beside shapes on white (cyan beside red), which the eye
+    sees at once but PSNR averages away over the whole image.
+    """
+    _check_pair(real, reconstructed, "edge_fringe")
+    if real.shape[1] != 3:
+        raise MarbleError(f"edge_fringe needs RGB images (N, 3, H, W), got {tuple(real.shape)}")
+    background = real.min(dim=1).values > BACKGROUND_LEVEL  # (N, H, W)
+    shape = (~background).double().unsqueeze(1)
+    vertical = F.max_pool2d(shape, (3, 1), stride=1, padding=(1, 0))  # a shape pixel above, below or here
+    horizontal = F.max_pool2d(shape, (1, 3), stride=1, padding=(0, 1))
+    beside = background & (torch.maximum(vertical, horizontal).squeeze(1) > 0)
+    added = (_chroma(reconstructed) - _chroma(real)).clamp(min=0)
+    return (added * beside).flatten(1).sum(dim=1) / beside.flatten(1).sum(dim=1)
+
+
+def mean_edge_fringe(real: Tensor, reconstructed: Tensor) -> float | None:
+    """`edge_fringe` averaged over the images that have background beside a shape; None if none has
+    (photographs: the measure is for shapes on white)."""
+    values = edge_fringe(real, reconstructed)
+    values = values[~values.isnan()]
+    return float(values.mean()) if len(values) else None
+
+
+def _chroma(images: Tensor) -> Tensor:
+    images = images.double()
+    return images.max(dim=1).values - images.min(dim=1).values
 
 
 def _local_mean(images: Tensor) -> Tensor:

@@ -149,11 +149,14 @@ def _language_table(metrics: dict) -> str:
             + _table(["language", "N_lang", "generated", "real"], rows))
 
 
-def _corner_clause(autoencoder: dict) -> str:
-    # Reports written before the corner metric existed have none.
-    if autoencoder.get("corner_error") is None:
-        return ""
-    return f", mean absolute error at the four corner pixels {_number(autoencoder['corner_error'], 3)} levels of 255"
+def _pixel_error_clauses(autoencoder: dict) -> str:
+    # Reports written before these metrics existed have neither.
+    clauses = []
+    if autoencoder.get("corner_error") is not None:
+        clauses.append(f", mean absolute error at the four corner pixels {_number(autoencoder['corner_error'], 3)} levels of 255")
+    if autoencoder.get("edge_fringe") is not None:
+        clauses.append(f", colour fringe (chroma added on the background beside shapes) {_number(autoencoder['edge_fringe'], 3)} levels")
+    return "".join(clauses)
 
 
 def _autoencoder_table(metrics: dict) -> str:
@@ -161,7 +164,7 @@ def _autoencoder_table(metrics: dict) -> str:
     rows = [[name, str(row["num_images"]), _number(row["fd"]), _number(row["floor"])] for name, row in ae["fd"].items()]
     return (f"## Autoencoder\n\nHeld-out images (fraction {ae['holdout_fraction']:g} of the data, "
             f"N = {ae['num_images']}) through encode → decode (posterior mean): PSNR {_number(ae['psnr_db'])} dB, "
-            f"SSIM {_number(ae['ssim'])}{_corner_clause(ae)}."
+            f"SSIM {_number(ae['ssim'])}{_pixel_error_clauses(ae)}."
             " The FD floor here is held-out vs as many training images.\n\n"
             + _table(["extractor", "N", "FD reconstructed vs real", "FD floor"], rows)
             + "\n\n![real (top) and reconstructed (bottom)](autoencoder_reconstructions.png)")

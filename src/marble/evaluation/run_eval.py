@@ -23,7 +23,7 @@ from marble.errors import MarbleError
 from marble.evaluation.clip_score import clip_score, load_clip_with_tokenizer
 from marble.evaluation.extractors import EXTRACTORS, FeatureExtractor, make_extractor
 from marble.evaluation.frechet import feature_stats, frechet_distance, kernel_inception_distance
-from marble.evaluation.image_metrics import SSIM_WINDOW, corner_error, psnr, ssim
+from marble.evaluation.image_metrics import SSIM_WINDOW, corner_error, mean_edge_fringe, psnr, ssim
 from marble.evaluation.sampling import DEFAULT_BATCH_SIZE, SampleCache, SamplingOptions, image_seeds
 from marble.inference.options import EXACT, InferenceOptions
 from marble.layout import RunLayout
@@ -259,7 +259,8 @@ def autoencoder_section(context: EvalContext, holdout_fraction: float) -> tuple[
     fits_ssim = min(real.shape[-2:]) >= SSIM_WINDOW
     return {"num_images": count, "holdout_fraction": holdout_fraction, "psnr_db": float(psnr(real, decoded).mean()),
             "ssim": float(ssim(real, decoded).mean()) if fits_ssim else None,
-            "corner_error": float(corner_error(real, decoded).mean()), "fd": fd}, real, decoded
+            "corner_error": float(corner_error(real, decoded).mean()),
+            "edge_fringe": mean_edge_fringe(real, decoded), "fd": fd}, real, decoded
 
 
 def curves_section(context: EvalContext) -> tuple[dict, dict[float, Tensor]]:

@@ -17,9 +17,9 @@ from marble.autoencoder.loss import (
 )
 from marble.autoencoder.model import build_autoencoder, images_to_model, latent_shape, model_to_images
 from marble.autoencoder.preview import fit_latent_rgb
-from marble.config import RunConfig
+from marble.config import AutoencoderConfig, RunConfig
 from marble.errors import MarbleError
-from marble.evaluation.image_metrics import corner_error, psnr
+from marble.evaluation.image_metrics import corner_error, mean_edge_fringe, psnr
 from marble.layout import RunLayout
 from marble.training.artifacts import save_pretrained_atomically
 from marble.training.data import TrainingData
@@ -35,18 +35,21 @@ PREVIEW_FIT_IMAGES = 512
 class Reconstruction(torch.nn.Module):
     """encode → sample → decode → loss as one forward call, so that DDP sees the whole step."""
 
-    def __init__(self, autoencoder: AutoencoderKL, kl_weight: float, corner_weight: float = 1.0):
+    def __init__(self, autoencoder: AutoencoderKL, settings: AutoencoderConfig):
         super().__init__()
-        self.autoencoder, self.kl_weight, self.corner_weight = autoencoder, kl_weight, corner_weight
+        self.autoencoder, self.settings = autoencoder, settings
 
     def forward(self, images: torch.Tensor, noise: torch.Tensor):
-        return reconstruction_loss(self.autoencoder, images, noise, self.kl_weight, self.corner_weight)
+        return reconstruction_loss(self.autoencoder, images, noise, self.settings.kl_weight,
+                                   self.settings.corner_weight, self.settings.chroma_weight)
 
 
 def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: ImageFeed) -> Stage:
     settings = config.autoencoder
     if not (settings.corner_weight > 0 and math.isfinite(settings.corner_weight)):
         raise MarbleError(f"autoencoder.corner_weight must be a positive number (1: no extra weight), got {settings.corner_weight}")
+    if not (settings.chroma_weight >= 0 and math.isfinite(settings.chroma_weight)):
+        raise MarbleError(f"autoencoder.chroma_weight must be a number ≥ 0 (0: no chroma term), got {settings.chroma_weight}")
     shape = latent_shape(settings, config.data.image_size)
     discriminator = PatchDiscriminator() if settings.gan_weight > 0 else None
     judged: dict[str, torch.Tensor] = {}  # this step's real and reconstructed images, for the discriminator
@@ -66,7 +69,7 @@ def autoencoder_stage(autoencoder: AutoencoderKL, config: RunConfig, images: Ima
         return loss, {"loss": loss.item()}
 
     objectives = [Objective("autoencoder", autoencoder, autoencoder_loss,
-                            forward_module=Reconstruction(autoencoder, settings.kl_weight, settings.corner_weight))]
+                            forward_module=Reconstruction(autoencoder, settings))]
     if discriminator is not None:
         objectives.append(Objective("discriminator", discriminator, discriminator_loss, starts_at=settings.gan_start_step))
     return Stage("autoencoder", objectives, dataset_size=images.size, batches=images.batches)
@@ -130,6 +133,9 @@ def measure_and_save(autoencoder: AutoencoderKL, data: TrainingData, layout: Run
     reconstructed = reconstruct(autoencoder, holdout_images)
     holdout_psnr = psnr(holdout_images, reconstructed).mean().item()
     holdout_corner = corner_error(holdout_images, reconstructed).mean().item()
+    holdout_fringe = mean_edge_fringe(holdout_images, reconstructed)
     return dict(latent_scale=scale, holdout_psnr_db=round(holdout_psnr, 2),
-                holdout_corner_error=round(holdout_corner, 2), holdout_images=len(holdout_images),
+                holdout_corner_error=round(holdout_corner, 2),
+                holdout_edge_fringe=None if holdout_fringe is None else round(holdout_fringe, 2),
+                holdout_images=len(holdout_images),
                 parameters=sum(p.numel() for p in autoencoder.parameters()))
