@@ -58,13 +58,20 @@ def test_corner_weighted_l1_golden_values():
     assert corner_weighted_l1(error, 1.0).item() == pytest.approx(error.mean().item())
 
 
-def test_corner_weight_changes_the_loss_not_the_logged_l1():
+def plain_and_weighted(**weights):
+    """The loss of one tiny autoencoder on one batch without extra weights and with `weights`:
+    (plain loss, plain logs, reconstruction, weighted loss, weighted logs, images)."""
     torch.manual_seed(0)
     autoencoder = build_autoencoder(preset("tiny").autoencoder, image_size=16)
     images = tiny_images()
     noise = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
     plain_loss, plain_logs, reconstruction = reconstruction_loss(autoencoder, images, noise, 0.0)
-    weighted_loss, weighted_logs, _ = reconstruction_loss(autoencoder, images, noise, 0.0, corner_weight=50.0)
+    weighted_loss, weighted_logs, _ = reconstruction_loss(autoencoder, images, noise, 0.0, **weights)
+    return plain_loss, plain_logs, reconstruction, weighted_loss, weighted_logs, images
+
+
+def test_corner_weight_changes_the_loss_not_the_logged_l1():
+    plain_loss, plain_logs, reconstruction, weighted_loss, weighted_logs, images = plain_and_weighted(corner_weight=50.0)
     error = (reconstruction - images).abs()
     assert weighted_logs["l1"] == pytest.approx(plain_logs["l1"])
     assert weighted_loss.item() == pytest.approx(corner_weighted_l1(error, 50.0).item(), rel=1e-5)
@@ -79,12 +86,7 @@ def test_chroma_l1_golden_values():
 
 
 def test_chroma_weight_adds_its_term_and_zero_leaves_the_loss_alone():
-    torch.manual_seed(0)
-    autoencoder = build_autoencoder(preset("tiny").autoencoder, image_size=16)
-    images = tiny_images()
-    noise = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
-    plain_loss, plain_logs, reconstruction = reconstruction_loss(autoencoder, images, noise, 0.0)
-    weighted_loss, weighted_logs, _ = reconstruction_loss(autoencoder, images, noise, 0.0, chroma_weight=2.0)
+    plain_loss, plain_logs, reconstruction, weighted_loss, _, images = plain_and_weighted(chroma_weight=2.0)
     chroma = chroma_l1(reconstruction - images).item()
     assert plain_logs["chroma"] == pytest.approx(chroma, rel=1e-5) and plain_loss.item() == pytest.approx(plain_logs["l1"])
     assert weighted_loss.item() == pytest.approx(plain_loss.item() + 2.0 * chroma, rel=1e-5)

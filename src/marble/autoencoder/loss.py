@@ -26,7 +26,8 @@ def reconstruction_loss(
     # The caller draws the noise (N, C, h, w): training draws it per sample, so runs resume exactly.
     latents = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
     reconstruction = autoencoder.decode(latents).sample  # (N, 3, H, W)
-    error = (reconstruction.float() - images.float()).abs()
+    difference = reconstruction.float() - images.float()
+    error = difference.abs()
     l1 = error.mean()
     # LDM sums both terms per sample; L1 here is a mean per pixel value, so the KL (summed over
     # latent elements, averaged over the batch) is divided by pixel values per sample too. The
@@ -34,7 +35,7 @@ def reconstruction_loss(
     kl = posterior.kl().float().mean() / images[0].numel()
     # Weight 1 keeps the plain mean's exact arithmetic, so runs made before the weight existed resume bit for bit.
     loss = (l1 if corner_weight == 1.0 else corner_weighted_l1(error, corner_weight)) + kl_weight * kl
-    chroma = chroma_l1(reconstruction.float() - images.float())
+    chroma = chroma_l1(difference)
     if chroma_weight:  # 0 keeps the loss's exact arithmetic, so earlier runs resume bit for bit
         loss = loss + chroma_weight * chroma
     logs = {"loss": loss.item(), "l1": l1.item(), "kl": kl.item(), "chroma": chroma.item()}
@@ -47,7 +48,7 @@ def chroma_l1(difference: Tensor) -> Tensor:
 
     Why: the decoder's errors at the edges of a shape differ from channel to channel, and a shape on
     white then gets a coloured fringe (cyan beside red) that the eye sees far more than the same error
-    in grey; a plain L1 weighs the two alike (docs/reference-model.md, "The colour fringe").
+    in grey; a plain L1 weighs the two alike (docs/reference-model.md, "The decoder, fine-tuned again").
     """
     return (difference - difference.mean(dim=1, keepdim=True)).abs().mean()
 
