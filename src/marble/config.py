@@ -122,6 +122,10 @@ class UNetConfig:
     # Start from this U-Net instead of a fresh init (a run folder, a U-Net model folder, or "reference"):
     # fine-tune or continue a model whose checkpoints are gone (fresh optimizer and LR schedule).
     init_from: str = ""
+    # > 0: representation alignment (REPA; training/alignment.py): down block `align_block` also learns,
+    # with this weight, to predict the run's own CLIP image tower's patch features of the clean image.
+    align_weight: float = 0.0
+    align_block: int = 1
     ema_decay: float = 0.999
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"

@@ -92,18 +92,41 @@ def info_nce(image_embeds: Tensor, text_embeds: Tensor, scale: Tensor) -> tuple[
 
 
 @torch.no_grad()
-def image_bank(clip: CLIPModel, chunks: Iterable[tuple[list[int], Tensor]], count: int) -> Tensor:
-    """(count, P) unit embeddings by the image tower, as CLIPModel.forward computes them; row i is the
-    image with id i of `chunks` ((ids, uint8 images) pairs covering ids 0 .. count-1, in any order)."""
+def per_image_rows(clip: CLIPModel, chunks: Iterable[tuple[list[int], Tensor]], count: int, embed) -> Tensor:
+    """Row i is `embed(uint8 images)` of the image with id i of `chunks` ((ids, uint8 images) pairs covering
+    ids 0 .. count-1, in any order), with the CLIP in eval mode."""
     clip.eval()
-    bank = torch.full((count, clip.config.projection_dim), float("nan"))
+    rows = None
     for ids, images_uint8 in chunks:
-        pooled = clip.vision_model(pixel_values=images_to_clip_pixels(images_uint8)).pooler_output
-        bank[torch.as_tensor(ids)] = F.normalize(clip.visual_projection(pooled), dim=-1)
+        values = embed(images_uint8).float()
+        if rows is None:
+            rows = values.new_full((count, *values.shape[1:]), float("nan"))
+        rows[torch.as_tensor(ids)] = values
     clip.train()
-    if bank.isnan().any():
-        raise MarbleError(f"the image bank is missing {int(bank.isnan().any(dim=1).sum())} of {count} images")
-    return bank
+    missing = count if rows is None else int(rows.isnan().flatten(1).any(dim=1).sum())
+    if missing:
+        raise MarbleError(f"the image bank is missing {missing} of {count} images")
+    return rows
+
+
+def image_bank(clip: CLIPModel, chunks: Iterable[tuple[list[int], Tensor]], count: int) -> Tensor:
+    """(count, P) unit embeddings by the image tower, as CLIPModel.forward computes them."""
+
+    def embed(images_uint8: Tensor) -> Tensor:
+        pooled = clip.vision_model(pixel_values=images_to_clip_pixels(images_uint8)).pooler_output
+        return F.normalize(clip.visual_projection(pooled), dim=-1)
+
+    return per_image_rows(clip, chunks, count, embed)
+
+
+def patch_features(clip: CLIPModel, chunks: Iterable[tuple[list[int], Tensor]], count: int) -> Tensor:
+    """(count, patches, width) unit features of the image tower's last layer, one per image patch (no class token)."""
+
+    def embed(images_uint8: Tensor) -> Tensor:
+        hidden = clip.vision_model(pixel_values=images_to_clip_pixels(images_uint8)).last_hidden_state
+        return F.normalize(hidden[:, 1:], dim=-1)
+
+    return per_image_rows(clip, chunks, count, embed)
 
 
 class LockedImageText(nn.Module):
@@ -143,5 +166,5 @@ def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) 
     return info_nce(*ClipEmbeddings(model)(pixel_values, input_ids))
 
 
-__all__ = ["build_clip", "images_to_clip_pixels", "ClipEmbeddings", "info_nce", "image_bank", "LockedImageText",
+__all__ = ["build_clip", "images_to_clip_pixels", "ClipEmbeddings", "info_nce", "image_bank", "patch_features", "LockedImageText",
            "bank_cross_entropy", "contrastive_loss"]

@@ -25,6 +25,7 @@ from marble.generators.unet import build_unet, use_matmul_attention_on_cpu
 from marble.inference.calibration import choose_calibration_prompts, write_calibration_prompts
 from marble.layout import RunLayout
 from marble.text.encoders import TextEncoder, load_text_encoder
+from marble.training.alignment import AlignedUNet, alignment_loss, alignment_targets, wants_alignment
 from marble.training.artifacts import save_atomically, save_pretrained_atomically
 from marble.training.captions import CaptionTable
 from marble.training.data import TrainingData
@@ -137,9 +138,39 @@ def denoising_loss(inputs: UNetInputs, config: RunConfig, contexts: ContextFn | 
 
 
 def unet_stage(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, on_sample=None,
-               groups: Groups | None = None) -> Stage:
-    return Stage("unet", [Objective("unet", unet, denoising_loss(inputs, config))], dataset_size=len(inputs.latent_mean),
-                 ema_decay=config.unet.ema_decay, on_sample=on_sample, groups=groups)
+               groups: Groups | None = None, align_targets: torch.Tensor | None = None) -> Stage:
+    """The U-Net's training stage; with `align_targets` (the image tower's patch features of every training
+    image) the REPA loss is added and the trained module is the AlignedUNet holding the U-Net."""
+    if align_targets is None:
+        objective, sample = Objective("unet", unet, denoising_loss(inputs, config)), on_sample
+    else:
+        objective = aligned_objective(unet, inputs, config, align_targets)
+        sample = on_sample and (lambda step, directory, module: on_sample(step, directory, module.unet))
+    return Stage("unet", [objective], dataset_size=len(inputs.latent_mean), ema_decay=config.unet.ema_decay,
+                 on_sample=sample, groups=groups)
+
+
+def aligned_objective(unet: torch.nn.Module, inputs: UNetInputs, config: RunConfig, targets: torch.Tensor) -> Objective:
+    """The denoising loss plus `unet.align_weight` times REPA's alignment loss (training/alignment.py).
+
+    The projector is part of the trained module, so it trains, checkpoints and is averaged with the U-Net.
+    """
+    model = AlignedUNet(unet, config.unet.align_block, targets.shape[-1])
+    patches, last = targets.shape[1], {}
+
+    def predict(module, x_t, t, context, indices):
+        prediction, projected = module(x_t, t, context, patches)
+        last["align"] = alignment_loss(projected, targets[indices].to(projected.device))
+        return prediction
+
+    denoise = denoising_loss(inputs, config, predict=predict)
+
+    def loss(module, batch):
+        value, logs = denoise(module, batch)
+        align = last.pop("align")
+        return value + config.unet.align_weight * align, {**logs, "align": align.item()}
+
+    return Objective("unet", model, loss)
 
 
 def sampling_groups(config: RunConfig, data: TrainingData) -> Groups | None:
@@ -175,9 +206,12 @@ def trainable_unet(config: RunConfig, inputs: UNetInputs) -> UNet2DConditionMode
 def train_unet_stage(config: RunConfig, data: TrainingData, layout: RunLayout, progress: bool = True,
                      on_sample=None) -> dict:
     groups = sampling_groups(config, data)  # before caching: a missing field fails at once
+    align_targets = None  # before caching too: a bad weight or a missing image tower fails at once
+    if wants_alignment(config.unet.align_weight):
+        align_targets = alignment_targets(layout, data.image_chunks(CACHE_BATCH), len(data.train))
     inputs = prepare_inputs(layout, data, progress)
     unet = trainable_unet(config, inputs)
-    stage = unet_stage(unet, inputs, config, on_sample, groups)
+    stage = unet_stage(unet, inputs, config, on_sample, groups, align_targets)
     summary = train_stage(stage, config.unet.train, layout.stage("unet"), progress)
 
     def write() -> None:
