@@ -1,5 +1,6 @@
 """Representation alignment (REPA) in the U-Net stage: the block it reads, the projector, the loss, the targets."""
 
+import copy
 import json
 import shutil
 
@@ -39,6 +40,7 @@ def test_the_aligned_unet_predicts_as_the_unet_does_and_projects_onto_the_patch_
     prediction, projected = model(x, t, context, patches=4)
     assert torch.equal(prediction, unet(x, t, encoder_hidden_states=context).sample)
     assert projected.shape == (3, 4, 6)  # the block's 8x8 or 4x4 grid averaged onto the tower's 2x2 patches
+    copy.deepcopy(model)  # holds no tensor of the graph: the loop copies it to the CPU for sample grids
 
 
 def test_the_alignment_loss_is_minus_the_mean_cosine():

@@ -105,7 +105,7 @@ def per_image_rows(clip: CLIPModel, chunks: Iterable[tuple[list[int], Tensor]], 
     clip.train()
     missing = count if rows is None else int(rows.isnan().flatten(1).any(dim=1).sum())
     if missing:
-        raise MarbleError(f"the image bank is missing {missing} of {count} images")
+        raise MarbleError(f"the image tower's rows are missing {missing} of {count} images")
     return rows
 
 
@@ -166,5 +166,5 @@ def contrastive_loss(model: CLIPModel, pixel_values: Tensor, input_ids: Tensor) 
     return info_nce(*ClipEmbeddings(model)(pixel_values, input_ids))
 
 
-__all__ = ["build_clip", "images_to_clip_pixels", "ClipEmbeddings", "info_nce", "image_bank", "patch_features", "LockedImageText",
-           "bank_cross_entropy", "contrastive_loss"]
+__all__ = ["build_clip", "images_to_clip_pixels", "ClipEmbeddings", "info_nce", "image_bank", "patch_features",
+           "LockedImageText", "bank_cross_entropy", "contrastive_loss"]

@@ -49,23 +49,26 @@ class AlignedUNet(nn.Module):
     def __init__(self, unet: nn.Module, block_index: int, target_width: int):
         super().__init__()
         self.unet = unet
-        block = aligned_block(unet, block_index)
+        aligned_block(unet, block_index)  # a bad index fails here, not at the first step
+        self.block_index = block_index
         width = unet.config.block_out_channels[block_index]
         self.projector = nn.Sequential(nn.Linear(width, PROJECTOR_WIDTH), nn.SiLU(),
                                        nn.Linear(PROJECTOR_WIDTH, PROJECTOR_WIDTH), nn.SiLU(),
                                        nn.Linear(PROJECTOR_WIDTH, target_width))
-        self._features: Tensor | None = None
-        block.register_forward_hook(self._keep_features)
-
-    def _keep_features(self, module, args, output) -> None:
-        self._features = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
 
     def forward(self, x_t: Tensor, t: Tensor, encoder_hidden_states: Tensor, patches: int) -> tuple[Tensor, Tensor]:
         """→ the U-Net's output (B, C, h, w), projected features on the image tower's patch grid (B, patches, D)."""
-        prediction = self.unet(x_t, t, encoder_hidden_states=encoder_hidden_states).sample
+        # A hook for this call only: the bare U-Net (sampling, saving, copying) carries no trace of it.
+        captured = []
+        hook = aligned_block(self.unet, self.block_index).register_forward_hook(
+            lambda module, args, output: captured.append(output[0] if isinstance(output, tuple) else output))
+        try:
+            prediction = self.unet(x_t, t, encoder_hidden_states=encoder_hidden_states).sample
+        finally:
+            hook.remove()
         side = math.isqrt(patches)
         # The block's grid and the tower's patch grid need not match: average onto the coarser tower grid.
-        grid = F.adaptive_avg_pool2d(self._features, side)  # (B, width, side, side)
+        grid = F.adaptive_avg_pool2d(captured[0], side)  # (B, width, side, side)
         return prediction, self.projector(grid.flatten(2).transpose(1, 2))
 
 
